@@ -1,0 +1,37 @@
+# opscale: neural scaling laws of operator learning, measured and fitted.
+#
+#   snakemake --cores 2                                   # the default study
+#   snakemake --cores 2 --configfile config/studies/X.yaml   # another study
+#   snakemake figures                                     # redraw figures, never retrain
+#
+# Data flow (all NetCDF): data -> train (one job per grid point) -> collect -> fit -> figures.
+# All logic lives in the opscale package (src/opscale), installed by `make` or by
+# envs/opscale.yaml under --sdm conda.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A study file named with --configfile is the whole study: it replaces this default
+# instead of being merged into it (a merge would leak the default's sweep axes into it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/collect.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/figures.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.fit.output,
+        rules.figures.output,

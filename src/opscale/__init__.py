@@ -1,0 +1,8 @@
+"""opscale: measure, fit and explain neural scaling laws in operator learning.
+
+The package holds all the logic of the Snakemake workflow (``Snakefile``): problems and
+their data, batched models and their training, result cubes, fits and figures.
+Importing it is cheap; heavy libraries are imported by the modules that need them.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,171 @@
+"""NetCDF files of every stage: schema, provenance, atomic writes, and collection.
+
+Point file (one per grid point, written by the ``train`` rule)::
+
+    dims: member (one per seed), step (logged training steps), eval (validation checks)
+    coords: seed(member), loss_step(step), eval_step(eval), one scalar per swept axis
+    vars:  test_rel_l2, train_rel_l2, val_rel_l2, test_linf, final_loss, best_step,
+           n_params, train_flops, wall_time, status (member); loss_curve (member, step);
+           val_curve (member, eval)
+
+Study cube (``collect``): the same variables on dims = sweep axes + seed (+ step);
+points not (yet) trained are NaN with status ``missing``.
+
+Every variable and coordinate has ``long_name`` and ``units``; every file carries the
+resolved config (JSON), the opscale version and the git commit in its attributes.
+Writes go to a temporary file that is renamed into place, so a killed job never leaves
+a readable half-written file.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from opscale import __version__
+from opscale.config import REPO_ROOT, axis_name, schema_at
+
+OK, DIVERGED, MISSING = 0, 1, 2
+STATUS_MEANINGS = "ok diverged missing"
+
+VARIABLES = {  # name: (long_name, units)
+    "test_rel_l2": ("relative L2 error on the test functions (mean over functions)", "1"),
+    "train_rel_l2": ("relative L2 error on the training functions (mean over functions)", "1"),
+    "val_rel_l2": ("relative L2 error on the validation functions (mean over functions)", "1"),
+    "test_linf": ("max-norm error on the test functions (mean over functions)", "units of s"),
+    "final_loss": ("training loss (MSE) at the last step", "units of s squared"),
+    "best_step": ("step of the best validation error (the reported state)", "steps"),
+    "n_params": ("trainable parameters per model (N)", "1"),
+    "train_flops": ("training FLOPs per model (forward + backward, full batch)", "FLOP"),
+    "wall_time": ("wall time of the whole group's job (all members at once)", "s"),
+    "status": ("training outcome", "1"),
+    "loss_curve": ("training loss (MSE) during training", "units of s squared"),
+    "loss_step": ("optimisation step of the loss curve", "steps"),
+    "val_curve": ("relative L2 validation error during training", "1"),
+    "eval_step": ("optimisation step of the validation checks", "steps"),
+    "seed": ("repetition seed (data draw and initialisation)", "1"),
+}
+
+
+def point_dataset(results: dict, spec: dict, coords: dict) -> xr.Dataset:
+    """The point file of one trained group from its per-member result arrays.
+
+    `coords` maps the dotted path of each swept setting to the point's value; each becomes
+    a scalar coordinate named by its axis name (``model.width`` -> ``width``).
+    """
+    results = dict(results)
+    steps = {
+        "loss_step": ("step", results.pop("loss_step")),
+        "eval_step": ("eval", results.pop("eval_step")),
+    }
+    data_vars = {name: (("member",), values) for name, values in results.items()}
+    data_vars["loss_curve"] = (("member", "step"), results["loss_curve"])
+    data_vars["val_curve"] = (("member", "eval"), results["val_curve"])
+    axes = {axis_name(path): ((), value, axis_attrs(path)) for path, value in coords.items()}
+    ds = xr.Dataset(data_vars, coords={"seed": ("member", spec["seeds"]), **steps, **axes})
+    ds.attrs["config"] = json.dumps(spec, sort_keys=True)
+    ds.attrs["axes"] = json.dumps({axis_name(path): path for path in coords})
+    return describe(ds)
+
+
+def axis_attrs(path: str) -> dict:
+    """long_name and units of a swept setting, from its schema description."""
+    description = (schema_at(path) or {}).get("description", "").split(". ")[0].rstrip(".")
+    return {"long_name": f"{description} ({path})" if description else path, "units": "1"}
+
+
+def describe(ds: xr.Dataset) -> xr.Dataset:
+    """Attach long_name/units to known variables and the status flag meanings."""
+    for name in list(ds.data_vars) + list(ds.coords):
+        if name in VARIABLES:
+            long_name, units = VARIABLES[name]
+            ds[name].attrs.update(long_name=long_name, units=units)
+    if "status" in ds:
+        ds["status"] = ds["status"].astype("int8")
+        ds["status"].attrs.update(
+            flag_values=np.array([OK, DIVERGED, MISSING], "int8"), flag_meanings=STATUS_MEANINGS
+        )
+    return ds
+
+
+def write(ds: xr.Dataset, path: str | os.PathLike) -> None:
+    """Write `ds` to NetCDF atomically, with provenance attributes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.attrs.update(opscale_version=__version__, git_commit=git_commit(), Conventions="CF-1.10")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read(path: str | os.PathLike) -> xr.Dataset:
+    """Load a NetCDF file fully into memory (the file is closed on return)."""
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def collect(paths: list[str], config: dict) -> xr.Dataset:
+    """The study cube from point files (any order), on the full grid of the study's sweep.
+
+    Grid points without a file are NaN with status ``missing``.
+    """
+    sweep = {axis_name(path): (path, list(values)) for path, values in config["sweep"].items()}
+    names = list(sweep)
+    stacked = xr.concat(
+        [_members_with_axes(read(p), names) for p in paths],
+        dim="member",
+        coords="different",
+        compat="equals",
+        join="outer",
+    )
+    cube = stacked.set_index(member=[*names, "seed"]).unstack("member")
+    cube = cube.reindex({name: values for name, (_, values) in sweep.items()})
+    cube["status"] = cube["status"].fillna(MISSING)
+    cube = cube.transpose(*names, "seed", ...)
+    for name, (path, _) in sweep.items():
+        cube[name].attrs = axis_attrs(path)
+    cube.attrs = {
+        "config": json.dumps(config, sort_keys=True),
+        "axes": json.dumps({name: path for name, (path, _) in sweep.items()}),
+    }
+    return describe(cube)
+
+
+def _members_with_axes(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
+    """Broadcast the point's scalar axis coordinates along its members."""
+    return ds.assign_coords(
+        {n: ("member", np.repeat(ds[n].values, ds.sizes["member"])) for n in names}
+    )
+
+
+def collect_cube(paths: list[str], config: dict, out_path: str) -> None:
+    """Collect point files into the study cube and write it (atomically)."""
+    write(collect(paths, config), out_path)
+
+
+@functools.cache
+def git_commit() -> str:
+    """The repository's commit (``-dirty`` if modified), or ``unknown`` outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

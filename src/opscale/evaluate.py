@@ -1,0 +1,34 @@
+"""Error metrics of a batched model, per member. Shapes: pred, true (S, n, q) -> (S,)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def relative_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Mean over functions of ||pred - true||_2 / ||true||_2 (over query points)."""
+    return (
+        torch.linalg.vector_norm(pred - true, dim=-1) / torch.linalg.vector_norm(true, dim=-1)
+    ).mean(dim=-1)
+
+
+def sup_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Mean over functions of max_y |pred - true| (units of s)."""
+    return (pred - true).abs().amax(dim=-1).mean(dim=-1)
+
+
+def mse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over functions and query points (the training loss)."""
+    return (pred - true).square().mean(dim=(-2, -1))
+
+
+@torch.no_grad()
+def evaluate(model, data: dict) -> dict:
+    """Relative L2 error on every split and the sup-norm error on the test split."""
+    y = data["y"]
+    errors = {
+        f"{split}_rel_l2": relative_l2(model(data[split][0], y), data[split][1])
+        for split in ("train", "val", "test")
+    }
+    errors["test_linf"] = sup_error(model(data["test"][0], y), data["test"][1])
+    return {name: value.cpu().numpy() for name, value in errors.items()}

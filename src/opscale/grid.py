@@ -1,0 +1,92 @@
+"""From a study config to grid points with stable, content-addressed ids.
+
+A *point* is one Snakemake training job: one value of every swept axis, trained as a
+group whose members are the study's seeds. Its id is readable and content-addressed::
+
+    width40-n_train1000-3f2a9c1b0e
+
+a label of its swept values plus a hash of its fully resolved parameters (problem, data,
+model, train, seeds). Changing any fixed parameter changes every id, so a stale result is
+never reused; adding a value to an axis only adds new ids. Keys under ``runtime`` say how
+to run, not what to compute, and are left out of the hash.
+
+Data files are addressed the same way by the parameters that decide the data (problem,
+data sizes, seeds), so points that differ only in the model share one data file.
+Imports nothing heavy: Snakemake calls this at parse time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+
+from opscale.config import axis_name, set_path
+
+HASH_CHARS = 10
+# Sections of the config that decide what a model computes (the content of a point).
+SPEC_SECTIONS = ("problem", "data", "model", "train", "seeds")
+DATA_SECTIONS = ("problem", "data", "seeds")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept setting: its dotted path, its cube dimension name and its values."""
+
+    path: str
+    name: str
+    values: tuple
+
+
+@dataclass(frozen=True)
+class Point:
+    """One training job: its id, its value on each axis (by dotted path), spec, data file."""
+
+    id: str
+    coords: dict = field(hash=False)
+    spec: dict = field(hash=False)
+    data_id: str
+
+
+def axes(config: dict) -> list[Axis]:
+    """The swept axes of a study, in the order they are declared."""
+    return [Axis(p, axis_name(p), tuple(v)) for p, v in config.get("sweep", {}).items()]
+
+
+def points(config: dict) -> list[Point]:
+    """Every grid point of a study (the Cartesian product of its axes)."""
+    study_axes = axes(config)
+    grid = itertools.product(*(a.values for a in study_axes))
+    return [_point(config, study_axes, values) for values in grid]
+
+
+def _point(config: dict, study_axes: list[Axis], values: tuple) -> Point:
+    spec = {key: copy.deepcopy(config[key]) for key in SPEC_SECTIONS}
+    for axis, value in zip(study_axes, values, strict=True):
+        set_path(spec, axis.path, value)
+    coords = {a.path: v for a, v in zip(study_axes, values, strict=True)}
+    label = "-".join(f"{axis_name(p)}{v}" for p, v in coords.items()) or "point"
+    return Point(f"{_safe(label)}-{digest(spec)}", coords, spec, data_id(spec))
+
+
+def data_id(spec: dict) -> str:
+    """Id of the data file a point reads: problem name plus a hash of what decides the data."""
+    return f"{spec['problem']['name']}-{digest({k: spec[k] for k in DATA_SECTIONS})}"
+
+
+def data_specs(config: dict) -> dict[str, dict]:
+    """The distinct data files a study needs, by id."""
+    return {p.data_id: {k: p.spec[k] for k in DATA_SECTIONS} for p in points(config)}
+
+
+def digest(obj) -> str:
+    """Short stable hash of a JSON-serialisable object (key order does not matter)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)

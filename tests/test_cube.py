@@ -1,0 +1,80 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from opscale import cube
+
+SPEC = {"seeds": [0, 1], "model": {"width": 4}}
+
+
+def _results(seeds=2, steps=3, status=None):
+    rng = np.random.default_rng(0)
+    return {
+        "test_rel_l2": rng.random(seeds),
+        "train_rel_l2": rng.random(seeds),
+        "val_rel_l2": rng.random(seeds),
+        "test_linf": rng.random(seeds),
+        "final_loss": rng.random(seeds),
+        "best_step": np.arange(seeds),
+        "n_params": np.full(seeds, 100),
+        "train_flops": np.full(seeds, 1e9),
+        "wall_time": np.full(seeds, 2.0),
+        "loss_curve": rng.random((seeds, steps)),
+        "loss_step": np.arange(1, steps + 1) * 10,
+        "val_curve": rng.random((seeds, steps)),
+        "eval_step": np.arange(1, steps + 1) * 10,
+        "status": np.zeros(seeds, int) if status is None else np.asarray(status),
+    }
+
+
+def _point(tmp_path, width, n, status=None):
+    path = tmp_path / f"w{width}-n{n}.nc"
+    coords = {"model.width": width, "data.n_train": n}
+    ds = cube.point_dataset(_results(status=status), SPEC, coords)
+    cube.write(ds, path)
+    return path
+
+
+def test_point_file_round_trip(tmp_path):
+    path = _point(tmp_path, 4, 8)
+    ds = cube.read(path)
+    assert ds.sizes == {"member": 2, "step": 3, "eval": 3}
+    assert json.loads(ds.attrs["config"]) == SPEC
+    assert ds.attrs["opscale_version"] and ds.attrs["git_commit"]
+    for name in [*ds.data_vars, *ds.coords]:
+        assert {"long_name", "units"} <= set(ds[name].attrs), name
+    assert ds.status.attrs["flag_meanings"] == "ok diverged missing"
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = _point(tmp_path, 4, 8)
+    before = path.read_bytes()
+
+    def crash(self, *args, **kwargs):
+        with open(args[0], "wb") as half:
+            half.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("xarray.Dataset.to_netcdf", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cube.write(cube.read(path), path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_collect_builds_the_grid_and_marks_missing_points(tmp_path):
+    paths = [_point(tmp_path, 4, 8), _point(tmp_path, 8, 8, status=[0, 1]), _point(tmp_path, 4, 16)]
+    config = {"sweep": {"model.width": [4, 8], "data.n_train": [8, 16]}}
+    result = cube.collect([str(p) for p in paths], config)
+    assert result.test_rel_l2.dims == ("width", "n_train", "seed")
+    assert result.loss_curve.dims == ("width", "n_train", "seed", "step")
+    status = result.status.sel(seed=1)
+    assert int(status.sel(width=8, n_train=8)) == cube.DIVERGED
+    assert int(status.sel(width=8, n_train=16)) == cube.MISSING
+    assert np.isnan(result.test_rel_l2.sel(width=8, n_train=16)).all()
+    assert json.loads(result.attrs["axes"]) == {"width": "model.width", "n_train": "data.n_train"}
+    assert "(model.width)" in result.width.attrs["long_name"]
+    point = cube.read(paths[0])
+    np.testing.assert_array_equal(result.test_rel_l2.sel(width=4, n_train=8), point.test_rel_l2)

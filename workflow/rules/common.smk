@@ -1,0 +1,35 @@
+# Config validation (once, at parse time), the grid, and the input functions of the rules.
+from opscale import grid
+from opscale.config import validate_study
+
+validate_study(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+
+STUDY = f"results/{config['study']}"
+POINTS = {point.id: point for point in grid.points(config)}
+DATA = grid.data_specs(config)
+FIGURES = ("error_vs_n_train", "error_vs_n_params", "error_heatmap")
+
+
+wildcard_constraints:
+    point=r"[A-Za-z0-9._-]+",
+    data_id=r"[A-Za-z0-9._-]+",
+
+
+def get_point_spec(wildcards):
+    """Resolved parameters (problem, data, model, train, seeds) of a grid point."""
+    return POINTS[wildcards.point].spec
+
+
+def get_point_coords(wildcards):
+    """The point's value on every swept axis."""
+    return POINTS[wildcards.point].coords
+
+
+def get_data_file(wildcards):
+    """The data file a grid point trains on."""
+    return f"{STUDY}/data/{POINTS[wildcards.point].data_id}.nc"
+
+
+def get_point_files(wildcards):
+    """Every point file of the study."""
+    return [f"{STUDY}/points/{point}.nc" for point in POINTS]

@@ -1,0 +1,26 @@
+# Figures read only the cube and the fit: deleting them and running `snakemake figures`
+# redraws them without any training job.
+rule figures:
+    input:
+        cube=rules.collect.output.cube,
+        fit=rules.fit.output.fit,
+    output:
+        **{
+            name: report(
+                f"{STUDY}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Scaling",
+            )
+            for name in FIGURES
+        },
+    log:
+        f"{STUDY}/logs/figures.log",
+    benchmark:
+        f"{STUDY}/benchmarks/figures.tsv"
+    conda:
+        "../../envs/opscale.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/figures.py"

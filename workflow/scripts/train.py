@@ -1,0 +1,13 @@
+"""Rule train: train one grid point's group of models (one member per seed)."""
+
+from opscale.jobs import job
+from opscale.train import train_point
+
+with job(snakemake):
+    train_point(
+        spec=snakemake.params.spec,
+        coords=snakemake.params.coords,
+        data_path=snakemake.input.data,
+        out_path=snakemake.output.point,
+        runtime=snakemake.config["runtime"],
+    )

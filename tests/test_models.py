@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from opscale.ensemble import BatchedMLP, members, params_per_member
@@ -6,7 +7,7 @@ from opscale.models.deeponet import DeepONet
 from opscale.rng import torch_generator
 
 SPEC = {"name": "deeponet", "width": 40, "depth": 2, "p": None, "activation": "relu"}
-SHAPES = {"sensors": 100, "y_dim": 1}
+SHAPES = {"sensors": 100, "y_dim": 1, "queries": 100}
 
 
 def _generators(*seeds):
@@ -54,3 +55,22 @@ def test_flops_count_every_matmul():
     n, q = 7, 11
     expected = model.branch.flops(n) + model.trunk.flops(q) + n * q * (2 * 40 + 1)
     assert model.flops(n, q) == expected
+
+
+def test_deeponet_on_unaligned_points_matches_the_aligned_path():
+    model = build_model(SPEC, SHAPES, _generators(0, 1), torch.float64)
+    u, y = torch.randn(2, 5, 100, dtype=torch.float64), torch.rand(7, 1, dtype=torch.float64)
+    per_function = y.expand(2, 5, 7, 1)
+    torch.testing.assert_close(model(u, per_function), model(u, y))
+    assert model.flops(5, 7, aligned=False) > model.flops(5, 7)
+
+
+def test_mlp_maps_sensor_values_to_every_output():
+    spec = {"name": "mlp", "width": 16, "depth": 3, "p": None, "activation": "relu"}
+    model = build_model(
+        spec, {"sensors": 6, "y_dim": 1, "queries": 2}, _generators(0, 1, 2), torch.float32
+    )
+    assert model(torch.randn(3, 10, 6), torch.zeros(2, 1)).shape == (3, 10, 2)
+    assert params_per_member(model) == (6 * 16 + 16) + (16 * 16 + 16) + (16 * 2 + 2)
+    with pytest.raises(ValueError, match="aligned"):
+        model(torch.randn(3, 10, 6), torch.zeros(3, 10, 2, 1))

@@ -5,6 +5,7 @@ import torch
 from opscale import config as cfg
 from opscale import cube, grid, problems, train
 from opscale.models import build_model
+from opscale.problems.tensors import Split, load_splits
 from opscale.rng import torch_generator
 from tests.helpers import tiny_config
 
@@ -28,7 +29,7 @@ def _model(data, seeds, dtype=torch.float64):
 
 def _select(data, index):
     """The data of some members only."""
-    return {k: (v if k == "y" else tuple(t[index] for t in v)) for k, v in data.items()}
+    return {k: Split(v.u[index], v.y, v.s[index]) for k, v in data.items()}
 
 
 def test_train_point_writes_a_complete_point_file(data_file, tmp_path):
@@ -49,7 +50,7 @@ def test_train_point_writes_a_complete_point_file(data_file, tmp_path):
 
 def test_training_lowers_the_loss(data_file):
     _, path = data_file
-    data = problems.load_splits(path, torch.float64)
+    data = load_splits(path, torch.float64)
     model = _model(data, [0, 1])
     history = train.optimise(model, data, RECIPE)
     curve = torch.stack(history.losses, dim=1)
@@ -59,7 +60,7 @@ def test_training_lowers_the_loss(data_file):
 
 def test_batched_training_equals_training_each_member_alone(data_file):
     _, path = data_file
-    data = problems.load_splits(path, torch.float64)
+    data = load_splits(path, torch.float64)
     batched = _model(data, [0, 1])
     train.optimise(batched, data, RECIPE)
     alone = _model(_select(data, [1]), [1])
@@ -70,7 +71,7 @@ def test_batched_training_equals_training_each_member_alone(data_file):
 
 def test_a_diverging_member_is_marked_and_frozen_and_the_others_go_on(data_file):
     _, path = data_file
-    data = problems.load_splits(path, torch.float64)
+    data = load_splits(path, torch.float64)
     model = _model(data, [0, 1])
     with torch.no_grad():
         model.branch.layers[0].weight[1] = torch.nan
@@ -84,7 +85,7 @@ def test_a_diverging_member_is_marked_and_frozen_and_the_others_go_on(data_file)
 
 def test_best_validation_state_is_restored(data_file):
     _, path = data_file
-    data = problems.load_splits(path, torch.float64)
+    data = load_splits(path, torch.float64)
     model = _model(data, [0, 1])
     recipe = {**RECIPE, "lr": 0.05}
     history = train.optimise(model, data, recipe)

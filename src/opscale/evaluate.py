@@ -25,10 +25,9 @@ def mse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model, data: dict) -> dict:
     """Relative L2 error on every split and the sup-norm error on the test split."""
-    y = data["y"]
+    predictions = {name: model(split.u, split.y) for name, split in data.items()}
     errors = {
-        f"{split}_rel_l2": relative_l2(model(data[split][0], y), data[split][1])
-        for split in ("train", "val", "test")
+        f"{name}_rel_l2": relative_l2(pred, data[name].s) for name, pred in predictions.items()
     }
-    errors["test_linf"] = sup_error(model(data["test"][0], y), data["test"][1])
+    errors["test_linf"] = sup_error(predictions["test"], data["test"].s)
     return {name: value.cpu().numpy() for name, value in errors.items()}

@@ -25,7 +25,7 @@ from opscale import cube
 from opscale.ensemble import members, params_per_member
 from opscale.evaluate import evaluate, mse, relative_l2
 from opscale.models import build_model
-from opscale.problems import load_splits
+from opscale.problems.tensors import load_splits
 from opscale.rng import torch_generator
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class History:
 
 def optimise(model, data: dict, recipe: dict) -> History:
     """Full-batch Adam on every member at once; restore each member's best state."""
-    (u, s), y = data["train"], data["y"]
+    u, y, s = data["train"]
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"], foreach=True)
     best = BestState(model)
     history = History(diverged=torch.zeros(members(model), dtype=torch.bool, device=u.device))
@@ -123,8 +123,8 @@ def optimise(model, data: dict, recipe: dict) -> History:
 @torch.no_grad()
 def validation_error(model, data: dict) -> torch.Tensor:
     """Relative L2 error of every member on the validation split, shape (S,)."""
-    u, s = data["val"]
-    return relative_l2(model(u, data["y"]), s)
+    u, y, s = data["val"]
+    return relative_l2(model(u, y), s)
 
 
 @torch.no_grad()
@@ -166,14 +166,16 @@ class BestState:
 
 
 def shapes(data: dict) -> dict:
-    """Input sizes a model needs from the data: sensors and query-point dimension."""
-    return {"sensors": data["train"][0].shape[-1], "y_dim": data["y"].shape[-1]}
+    """Sizes a model needs from the data: sensors, query-point dimension, queries per function."""
+    u, y, s = data["train"]
+    return {"sensors": u.shape[-1], "y_dim": y.shape[-1], "queries": s.shape[-1]}
 
 
 def training_flops(model, data: dict, recipe: dict) -> int:
     """FLOPs of one member's training: steps x (forward + backward) on the full batch."""
-    n, q = data["train"][1].shape[1:]
-    return recipe["steps"] * (1 + BACKWARD_FACTOR) * model.flops(n, q)
+    n, q = data["train"].s.shape[1:]
+    aligned = data["train"].y.dim() == 2
+    return recipe["steps"] * (1 + BACKWARD_FACTOR) * model.flops(n, q, aligned)
 
 
 def resolve_device(name: str) -> torch.device:

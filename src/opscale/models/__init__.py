@@ -1,8 +1,8 @@
 """Registry of batched model families: name -> ``build(spec, shapes, generators, dtype)``."""
 
-from opscale.models import deeponet
+from opscale.models import deeponet, mlp
 
-MODELS = {"deeponet": deeponet.build}
+MODELS = {"deeponet": deeponet.build, "mlp": mlp.build}
 
 
 def build_model(spec: dict, shapes: dict, generators, dtype):

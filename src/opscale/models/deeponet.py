@@ -18,7 +18,11 @@ from opscale.ensemble import BatchedMLP
 
 
 class DeepONet(nn.Module):
-    """S DeepONets; inputs u (S, n, m) and y (q, d) -> outputs (S, n, q)."""
+    """S DeepONets: u (S, n, m) and y -> outputs (S, n, q).
+
+    y is (q, d) when all functions share the query points (aligned data) or (S, n, q, d)
+    when each function has its own (unaligned data).
+    """
 
     def __init__(
         self,
@@ -41,13 +45,21 @@ class DeepONet(nn.Module):
 
     def forward(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         coefficients = self.branch(u)  # (S, n, p)
-        basis = self.trunk(y.expand(coefficients.shape[0], *y.shape))  # (S, q, p)
-        return torch.baddbmm(self.bias, coefficients, basis.transpose(1, 2))  # (S, n, q)
+        if y.dim() == 2:  # aligned: one trunk evaluation serves every function
+            basis = self.trunk(y.expand(coefficients.shape[0], *y.shape))  # (S, q, p)
+            return torch.baddbmm(self.bias, coefficients, basis.transpose(1, 2))  # (S, n, q)
+        basis = self.trunk(y.flatten(1, 2)).unflatten(1, y.shape[1:3])  # (S, n, q, p)
+        return torch.einsum("snp,snqp->snq", coefficients, basis) + self.bias
 
-    def flops(self, n: int, q: int) -> int:
-        """Forward FLOPs of one member on n functions at q query points."""
+    def flops(self, n: int, q: int, aligned: bool = True) -> int:
+        """Forward FLOPs of one member on n functions at q query points each.
+
+        Aligned data evaluate the trunk once at the q shared points, unaligned data at
+        each function's own n * q points.
+        """
         p = self.branch.layers[-1].weight.shape[-1]
-        return self.branch.flops(n) + self.trunk.flops(q) + n * q * (2 * p + 1)
+        trunk_rows = q if aligned else n * q
+        return self.branch.flops(n) + self.trunk.flops(trunk_rows) + n * q * (2 * p + 1)
 
 
 def build(spec: dict, shapes: dict, generators, dtype) -> DeepONet:

@@ -88,28 +88,6 @@ def _dataset(u, s, x_sensor, y, split, seeds) -> xr.Dataset:
     )
 
 
-def load_splits(path, dtype, device="cpu") -> dict:
-    """Tensors of a data file for training: {split: (u, s)} with a leading seed dim, and y.
-
-    Shapes: u (S, n, sensors), s (S, n, queries), y (queries, y_dim).
-    """
-    import torch
-
-    with xr.open_dataset(path) as ds:
-        ds = ds.load()
-    split = ds["split"].values
-
-    def tensor(values):
-        return torch.as_tensor(np.ascontiguousarray(values), dtype=dtype, device=device)
-
-    out = {
-        name: (tensor(ds.u.values[:, split == name]), tensor(ds.s.values[:, split == name]))
-        for name in SPLITS
-    }
-    out["y"] = tensor(ds.y.values)
-    return out
-
-
 def make_data_file(spec: dict, path: str) -> None:
     """Generate the data of `spec` and write it (atomically) to `path`."""
     from opscale import cube
@@ -117,3 +95,13 @@ def make_data_file(spec: dict, path: str) -> None:
     ds = generate(spec)
     ds.attrs["config"] = json.dumps(spec, sort_keys=True)
     cube.write(ds, path)
+
+
+def intrinsic_dim(problem: dict) -> int | None:
+    """Intrinsic dimension of the inputs (b for a finite series; None if infinite)."""
+    return None  # a Gaussian random field spans infinitely many directions
+
+
+def output_dim(problem: dict) -> int:
+    """Dimension d2 of the output domain (of the query points y)."""
+    return 1

@@ -32,7 +32,7 @@ def _results(seeds=2, steps=3, status=None):
 def _point(tmp_path, width, n, status=None):
     path = tmp_path / f"w{width}-n{n}.nc"
     coords = {"model.width": width, "data.n_train": n}
-    ds = cube.point_dataset(_results(status=status), SPEC, coords)
+    ds = cube.point_dataset(_results(status=status), SPEC, coords, {"seed": SPEC["seeds"]})
     cube.write(ds, path)
     return path
 

@@ -1,3 +1,9 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -6,42 +12,62 @@ from opscale import config as cfg
 from opscale import cube, grid, problems, train
 from opscale.models import build_model
 from opscale.problems.tensors import Split, load_splits
-from opscale.rng import torch_generator
-from tests.helpers import tiny_config
+from tests.helpers import REPO, tiny_config
 
-RECIPE = {"steps": 60, "lr": 0.003, "log_every": 10, "eval_every": 10, "dtype": "float64"}
+RECIPE = cfg.validate_study(tiny_config())["train"] | {
+    "steps": 60,
+    "lr": 0.003,
+    "log_every": 10,
+    "eval_every": 10,
+    "dtype": "float64",
+}
+MODEL = {"name": "deeponet", "width": 8, "depth": 2, "p": None, "activation": "tanh"}
 
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    config = cfg.validate_study(tiny_config(sweep={}))
+    config = cfg.validate_study(
+        tiny_config(sweep={}, data={"n_train": 24, "n_val": 8, "n_test": 16})
+    )
     point = grid.points(config)[0]
     path = tmp_path_factory.mktemp("data") / "data.nc"
     problems.make_data_file(grid.data_specs(config)[point.data_id], path)
     return point, path
 
 
-def _model(data, seeds, dtype=torch.float64):
-    spec = {"name": "deeponet", "width": 8, "depth": 2, "p": None, "activation": "tanh"}
-    gens = [torch_generator(s, "init") for s in seeds]
-    return build_model(spec, train.shapes(data), gens, dtype)
+def _trainer(path, seeds, n_train, recipe=RECIPE, dtype=torch.float64, model=MODEL):
+    spec = {"seeds": seeds, "data": {"n_train": n_train}}
+    members = train.Members.of(spec)
+    splits = load_splits(path, dtype)
+    all_seeds = [0, 1]  # the data file's seeds
+    rows = torch.as_tensor([all_seeds.index(s) for s in seeds])
+    splits = {k: Split(v.u[rows], v.y, v.s[rows]) for k, v in splits.items()}
+    data = members.select(splits)
+    net = build_model(model, train.shapes(data), members.generators(), dtype)
+    return train.Trainer(net, data, recipe, members), data
 
 
-def _select(data, index):
-    """The data of some members only."""
-    return {k: Split(v.u[index], v.y, v.s[index]) for k, v in data.items()}
+def _member_params(trainer, i):
+    return [p[i] for p in trainer.model.parameters()]
+
+
+def _assert_same(a, b, atol):
+    for x, y in zip(a, b, strict=True):
+        assert (x - y).abs().max() <= atol
 
 
 def test_train_point_writes_a_complete_point_file(data_file, tmp_path):
     point, path = data_file
     out = tmp_path / "point.nc"
-    train.train_point(point.spec, {"model.width": 8}, path, out, {"device": "cpu"})
+    runtime = {"device": "cpu", "compile": False, "checkpoint_every": 0}
+    train.train_point(point.spec, {"model.width": 8}, path, out, runtime)
     ds = cube.read(out)
     assert ds.sizes["member"] == 2
     assert list(ds.seed.values) == [0, 1]
     assert (ds.status == cube.OK).all()
     assert np.isfinite(ds.test_rel_l2).all() and (ds.test_rel_l2 < 1.5).all()
     assert (ds.n_params == ds.n_params[0]).all() and ds.n_params[0] > 0
+    assert (ds.steps_trained == point.spec["train"]["steps"]).all()
     assert (ds.train_flops > 0).all()
     assert ds.loss_curve.dims == ("member", "step")
     assert int(ds.width) == 8
@@ -49,51 +75,102 @@ def test_train_point_writes_a_complete_point_file(data_file, tmp_path):
 
 
 def test_training_lowers_the_loss(data_file):
-    _, path = data_file
-    data = load_splits(path, torch.float64)
-    model = _model(data, [0, 1])
-    history = train.optimise(model, data, RECIPE)
-    curve = torch.stack(history.losses, dim=1)
-    assert (curve[:, -1] < curve[:, 0]).all()
-    assert not history.diverged.any()
+    trainer, _ = _trainer(data_file[1], [0, 1], 24)
+    trainer.run()
+    assert (trainer.loss_curve[:, -1] < trainer.loss_curve[:, 0]).all()
+    assert (trainer.status == cube.OK).all()
 
 
-def test_batched_training_equals_training_each_member_alone(data_file):
-    _, path = data_file
-    data = load_splits(path, torch.float64)
-    batched = _model(data, [0, 1])
-    train.optimise(batched, data, RECIPE)
-    alone = _model(_select(data, [1]), [1])
-    train.optimise(alone, _select(data, [1]), RECIPE)
-    for b, a in zip(batched.parameters(), alone.parameters(), strict=True):
-        assert (b[1:2] - a).abs().max() <= 1e-10
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_batched_training_equals_training_each_member_alone(data_file, dtype, atol, batch_size):
+    recipe = RECIPE | {"steps": 100, "batch_size": batch_size}
+    batched, _ = _trainer(data_file[1], [0, 1], 24, recipe, dtype)
+    batched.run()
+    for i, seed in enumerate([0, 1]):
+        alone, _ = _trainer(data_file[1], [seed], 24, recipe, dtype)
+        alone.run()
+        _assert_same(_member_params(batched, i), _member_params(alone, 0), atol)
 
 
-def test_a_diverging_member_is_marked_and_frozen_and_the_others_go_on(data_file):
-    _, path = data_file
-    data = load_splits(path, torch.float64)
-    model = _model(data, [0, 1])
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        RECIPE,
+        RECIPE | {"batch_size": 6},
+        RECIPE | {"epochs": 5, "batch_size": 8, "schedule": "cosine"},
+    ],
+)
+def test_members_with_different_n_train_equal_separate_jobs(data_file, recipe):
+    grouped, _ = _trainer(data_file[1], [0, 1], [6, 24], recipe)
+    grouped.run()
+    for i, (seed, n) in enumerate([(0, 6), (0, 24), (1, 6), (1, 24)]):
+        alone, _ = _trainer(data_file[1], [seed], n, recipe)
+        alone.run()
+        assert grouped.steps_trained[i] == alone.steps_trained[0]
+        _assert_same(_member_params(grouped, i), _member_params(alone, 0), 1e-10)
+
+
+def test_epoch_budgets_grow_with_n():
+    recipe = RECIPE | {"epochs": 3, "batch_size": 8}
+    np.testing.assert_array_equal(train.budgets(recipe, np.array([4, 8, 20])), [3, 3, 8])
+    full = RECIPE | {"epochs": 3, "batch_size": None}
+    np.testing.assert_array_equal(train.budgets(full, np.array([4, 20])), [3, 3])
+
+
+def test_schedules():
+    recipe = RECIPE | {"lr": 1.0, "lr_min": 0.1, "decay_every": 10, "decay_factor": 0.5}
+    T = np.array([100])
+    assert train.SCHEDULES["cosine"](0, T, recipe)[0] == pytest.approx(1.0)
+    assert train.SCHEDULES["cosine"](100, T, recipe)[0] == pytest.approx(0.1)
+    assert train.SCHEDULES["step"](25, T, recipe)[0] == pytest.approx(0.25)
+    assert train.SCHEDULES["constant"](25, T, recipe)[0] == 1.0
+
+
+def test_a_diverging_member_is_marked_and_the_others_go_on(data_file):
+    trainer, _ = _trainer(data_file[1], [0, 1], 24)
     with torch.no_grad():
-        model.branch.layers[0].weight[1] = torch.nan
-    history = train.optimise(model, data, RECIPE)
-    assert history.diverged.tolist() == [False, True]
-    healthy = _model(_select(data, [0]), [0])
-    train.optimise(healthy, _select(data, [0]), RECIPE)
-    for b, h in zip(model.parameters(), healthy.parameters(), strict=True):
-        assert (b[0:1] - h).abs().max() <= 1e-10
+        trainer.model.branch.layers[0].weight[1] = torch.nan
+    trainer.run()
+    assert trainer.status.tolist() == [cube.OK, cube.DIVERGED]
+    assert trainer.steps_trained.tolist() == [60, 1]
+    healthy, _ = _trainer(data_file[1], [0], 24)
+    healthy.run()
+    _assert_same(_member_params(trainer, 0), _member_params(healthy, 0), 1e-10)
 
 
-def test_best_validation_state_is_restored(data_file):
-    _, path = data_file
-    data = load_splits(path, torch.float64)
-    model = _model(data, [0, 1])
-    recipe = {**RECIPE, "lr": 0.05}
-    history = train.optimise(model, data, recipe)
-    curve = torch.stack(history.val_errors, dim=1)
-    restored = train.validation_error(model, data)
-    torch.testing.assert_close(restored, curve.min(dim=1).values)
-    steps = torch.as_tensor(history.eval_steps)
-    assert torch.equal(history.best_step, steps[curve.argmin(dim=1)])
+def test_best_validation_state_is_reported(data_file):
+    trainer, data = _trainer(data_file[1], [0, 1], 24, RECIPE | {"lr": 0.05})
+    trainer.run()
+    with torch.no_grad():
+        restored = train.relative_l2(trainer.model(data["val"].u, data["val"].y), data["val"].s)
+    np.testing.assert_allclose(restored.numpy(), np.nanmin(trainer.val_curve, axis=1))
+    steps = RECIPE["eval_every"] * (1 + np.nanargmin(trainer.val_curve, axis=1))
+    np.testing.assert_array_equal(trainer.best_step, steps)
+
+
+def test_early_stopping_stops_a_member_without_progress(data_file):
+    trainer, _ = _trainer(
+        data_file[1], [0, 1], 24, RECIPE | {"lr": 0.2, "steps": 400, "patience": 20}
+    )
+    trainer.run()
+    assert (trainer.steps_trained < 400).all()
+    assert (trainer.steps_trained - trainer.best_step >= 20).all()
+
+
+def test_without_validation_functions_the_last_state_is_reported(data_file):
+    trainer, data = _trainer(data_file[1], [0], 24)
+    empty = Split(data["val"].u[:, :0], data["val"].y, data["val"].s[:, :0])
+    trainer.data["val"] = empty
+    trainer.validated = False
+    trainer.run()
+    with torch.no_grad():
+        loss = train.member_losses(
+            trainer.model, data["train"].u, data["train"].y, data["train"].s, None
+        )
+    # the last recorded loss was taken before the last step; the state is after it
+    assert loss[0] < trainer.final_loss[0]
+    assert np.isnan(trainer.val_curve).all()
 
 
 def test_device_resolution():
@@ -102,3 +179,50 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="runtime.device"):
             train.resolve_device("cuda")
+
+
+KILL_SCRIPT = """
+import sys, json
+from opscale.train import train_point
+spec, path, out, ckpt = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+runtime = {"device": "cpu", "compile": False, "checkpoint_every": 20}
+train_point(spec, {}, path, out, runtime, ckpt)
+"""
+
+
+def test_a_killed_job_resumes_to_the_same_result(data_file, tmp_path):
+    import json
+
+    point, path = data_file
+    spec = point.spec | {"train": point.spec["train"] | {"steps": 3000, "batch_size": 8}}
+    args = [json.dumps(spec), str(path)]
+    ckpt = tmp_path / "job.pt"
+    cmd = [sys.executable, "-c", KILL_SCRIPT]
+    subprocess.run(
+        [*cmd, *args, str(tmp_path / "whole.nc"), str(tmp_path / "other.pt")], check=True, cwd=REPO
+    )
+    job = subprocess.Popen([*cmd, *args, str(tmp_path / "resumed.nc"), str(ckpt)], cwd=REPO)
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    assert ckpt.exists() and not (tmp_path / "resumed.nc").exists()
+    subprocess.run([*cmd, *args, str(tmp_path / "resumed.nc"), str(ckpt)], check=True, cwd=REPO)
+    whole, resumed = cube.read(tmp_path / "whole.nc"), cube.read(tmp_path / "resumed.nc")
+    assert not ckpt.exists()  # removed once the job finished
+    for name in whole.data_vars:
+        if name != "wall_time":
+            np.testing.assert_array_equal(whole[name].values, resumed[name].values, err_msg=name)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_squared_error_matches_autograd(weighted):
+    rng = torch.Generator().manual_seed(0)
+    pred = torch.randn(3, 5, 4, dtype=torch.float64, generator=rng, requires_grad=True)
+    target = torch.randn(3, 5, 4, dtype=torch.float64, generator=rng)
+    weights = torch.rand(3, 5, dtype=torch.float64, generator=rng) if weighted else None
+    assert torch.autograd.gradcheck(train.SquaredError.apply, (pred, target, weights))
+    plain = (pred - target).square().mean(-1)
+    plain = plain.mean(-1) if weights is None else (plain * weights).sum(-1)
+    torch.testing.assert_close(train.SquaredError.apply(pred, target, weights), plain)

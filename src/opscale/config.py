@@ -77,7 +77,7 @@ def schema_errors(config: dict, schema: dict | None = None) -> list[str]:
 
 
 def sweep_errors(config: dict) -> list[str]:
-    """Problems with the `sweep` block: unknown paths, clashing names, invalid values."""
+    """Problems with `sweep` and `members`: unknown paths, clashing names, invalid values."""
     problems, names = [], {}
     for path, values in config.get("sweep", {}).items():
         leaf = schema_at(path)
@@ -93,6 +93,11 @@ def sweep_errors(config: dict) -> list[str]:
             for i, v in enumerate(values)
             for m in _value_errors(config, path, v)
         ]
+    problems += [
+        f"members: {path} is not a swept axis; sweep it or drop it from members"
+        for path in config.get("members", [])
+        if path not in config.get("sweep", {})
+    ]
     return problems
 
 

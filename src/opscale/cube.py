@@ -2,10 +2,12 @@
 
 Point file (one per grid point, written by the ``train`` rule)::
 
-    dims: member (one per seed), step (logged training steps), eval (validation checks)
-    coords: seed(member), loss_step(step), eval_step(eval), one scalar per swept axis
+    dims: member (one per model), step (logged training steps), eval (validation checks)
+    coords: seed(member) [and n_train(member) when n_train is a member axis],
+            loss_step(step), eval_step(eval), one scalar per swept job axis
     vars:  test_rel_l2, train_rel_l2, val_rel_l2, test_linf, final_loss, best_step,
-           n_params, train_flops, wall_time, status (member); loss_curve (member, step);
+           steps_trained, n_params, train_flops, wall_time, status (member);
+           loss_curve (member, step);
            val_curve (member, eval)
 
 Study cube (``collect``): the same variables on dims = sweep axes + seed (+ step);
@@ -42,6 +44,8 @@ VARIABLES = {  # name: (long_name, units)
     "test_linf": ("max-norm error on the test functions (mean over functions)", "units of s"),
     "final_loss": ("training loss (MSE) at the last step", "units of s squared"),
     "best_step": ("step of the best validation error (the reported state)", "steps"),
+    "steps_trained": ("optimisation steps taken before the model stopped", "steps"),
+    "n_train": ("training functions (n)", "1"),
     "n_params": ("trainable parameters per model (N)", "1"),
     "train_flops": ("training FLOPs per model (forward + backward, full batch)", "FLOP"),
     "wall_time": ("wall time of the whole group's job (all members at once)", "s"),
@@ -54,11 +58,13 @@ VARIABLES = {  # name: (long_name, units)
 }
 
 
-def point_dataset(results: dict, spec: dict, coords: dict) -> xr.Dataset:
-    """The point file of one trained group from its per-member result arrays.
+def point_dataset(results: dict, spec: dict, coords: dict, members: dict) -> xr.Dataset:
+    """The point file of one trained job from its per-member result arrays.
 
-    `coords` maps the dotted path of each swept setting to the point's value; each becomes
-    a scalar coordinate named by its axis name (``model.width`` -> ``width``).
+    `coords` maps the dotted path of each swept job axis to the job's value; each becomes
+    a scalar coordinate named by its axis name (``model.width`` -> ``width``). `members`
+    maps coordinate names to per-member values (``seed``, and ``n_train`` when the job
+    trains several training-set sizes).
     """
     results = dict(results)
     steps = {
@@ -69,7 +75,8 @@ def point_dataset(results: dict, spec: dict, coords: dict) -> xr.Dataset:
     data_vars["loss_curve"] = (("member", "step"), results["loss_curve"])
     data_vars["val_curve"] = (("member", "eval"), results["val_curve"])
     axes = {axis_name(path): ((), value, axis_attrs(path)) for path, value in coords.items()}
-    ds = xr.Dataset(data_vars, coords={"seed": ("member", spec["seeds"]), **steps, **axes})
+    per_member = {name: ("member", values) for name, values in members.items()}
+    ds = xr.Dataset(data_vars, coords={**per_member, **steps, **axes})
     ds.attrs["config"] = json.dumps(spec, sort_keys=True)
     ds.attrs["axes"] = json.dumps({axis_name(path): path for path in coords})
     return describe(ds)
@@ -144,9 +151,10 @@ def collect(paths: list[str], config: dict) -> xr.Dataset:
 
 
 def _members_with_axes(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
-    """Broadcast the point's scalar axis coordinates along its members."""
+    """Broadcast the job's scalar axis coordinates along its members."""
+    scalars = [n for n in names if ds[n].dims == ()]
     return ds.assign_coords(
-        {n: ("member", np.repeat(ds[n].values, ds.sizes["member"])) for n in names}
+        {n: ("member", np.repeat(ds[n].values, ds.sizes["member"])) for n in scalars}
     )
 
 

@@ -1,7 +1,10 @@
 """From a study config to grid points with stable, content-addressed ids.
 
 A *point* is one Snakemake training job: one value of every swept axis, trained as a
-group whose members are the study's seeds. Its id is readable and content-addressed::
+group whose members are the study's seeds. Axes listed under ``members`` (today only
+``data.n_train``) are not split into jobs: each of their values becomes more members of
+the same job (its spec holds the list), so one job trains a whole column of the grid.
+Its id is readable and content-addressed::
 
     width40-n_train1000-3f2a9c1b0e
 
@@ -29,7 +32,6 @@ from opscale.config import axis_name, set_path
 HASH_CHARS = 10
 # Sections of the config that decide what a model computes (the content of a point).
 SPEC_SECTIONS = ("problem", "data", "model", "train", "seeds")
-DATA_SECTIONS = ("problem", "data", "seeds")
 
 
 @dataclass(frozen=True)
@@ -56,15 +58,23 @@ def axes(config: dict) -> list[Axis]:
     return [Axis(p, axis_name(p), tuple(v)) for p, v in config.get("sweep", {}).items()]
 
 
+def job_axes(config: dict) -> list[Axis]:
+    """The swept axes that split the study into jobs (all but the member axes)."""
+    return [a for a in axes(config) if a.path not in config.get("members", [])]
+
+
 def points(config: dict) -> list[Point]:
-    """Every grid point of a study (the Cartesian product of its axes)."""
-    study_axes = axes(config)
+    """Every training job of a study (the Cartesian product of its job axes)."""
+    study_axes = job_axes(config)
     grid = itertools.product(*(a.values for a in study_axes))
     return [_point(config, study_axes, values) for values in grid]
 
 
 def _point(config: dict, study_axes: list[Axis], values: tuple) -> Point:
     spec = {key: copy.deepcopy(config[key]) for key in SPEC_SECTIONS}
+    for axis in axes(config):
+        if axis not in study_axes:  # a member axis: the job trains every value
+            set_path(spec, axis.path, list(axis.values))
     for axis, value in zip(study_axes, values, strict=True):
         set_path(spec, axis.path, value)
     coords = {a.path: v for a, v in zip(study_axes, values, strict=True)}
@@ -72,14 +82,25 @@ def _point(config: dict, study_axes: list[Axis], values: tuple) -> Point:
     return Point(f"{_safe(label)}-{digest(spec)}", coords, spec, data_id(spec))
 
 
+def data_spec(spec: dict) -> dict:
+    """What decides a point's data: problem, data sizes, seeds.
+
+    A job whose members train on several n_train reads the data of the largest: the
+    smaller training sets are its prefixes.
+    """
+    n_train = spec["data"]["n_train"]
+    data = {**spec["data"], "n_train": max(n_train) if isinstance(n_train, list) else n_train}
+    return {"problem": spec["problem"], "data": data, "seeds": spec["seeds"]}
+
+
 def data_id(spec: dict) -> str:
     """Id of the data file a point reads: problem name plus a hash of what decides the data."""
-    return f"{spec['problem']['name']}-{digest({k: spec[k] for k in DATA_SECTIONS})}"
+    return f"{spec['problem']['name']}-{digest(data_spec(spec))}"
 
 
 def data_specs(config: dict) -> dict[str, dict]:
     """The distinct data files a study needs, by id."""
-    return {p.data_id: {k: p.spec[k] for k in DATA_SECTIONS} for p in points(config)}
+    return {p.data_id: data_spec(p.spec) for p in points(config)}
 
 
 def digest(obj) -> str:

@@ -1,4 +1,5 @@
-# One job trains one grid point: all its seeds as one batched model.
+# One job trains one grid point: all its seeds (and member axes) as one batched model.
+# A killed job resumes from its checkpoint (runtime.checkpoint_every).
 rule train:
     input:
         data=get_data_file,
@@ -17,5 +18,6 @@ rule train:
     params:
         spec=get_point_spec,
         coords=get_point_coords,
+        checkpoint=f"{STUDY}/checkpoints/{{point}}.pt",
     script:
         "../scripts/train.py"

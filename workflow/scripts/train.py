@@ -1,4 +1,4 @@
-"""Rule train: train one grid point's group of models (one member per seed)."""
+"""Rule train: train one job's group of models as one batched model."""
 
 from opscale.jobs import job
 from opscale.train import train_point
@@ -10,4 +10,5 @@ with job(snakemake):
         data_path=snakemake.input.data,
         out_path=snakemake.output.point,
         runtime=snakemake.config["runtime"],
+        checkpoint_path=snakemake.params.checkpoint,
     )

@@ -1,0 +1,378 @@
+"""Benchmark the training engine against a plain PyTorch loop and DeepXDE.
+
+All methods train the same DeepONet (branch [100, w, w], trunk [1, w, w], ReLU, Glorot
+normal, Adam lr 1e-3, full batch, MSE) on the same data: the antiderivative of 1000 GRF
+inputs (RBF, l = 0.2) at 100 sensors/points, tested on 1000 fresh functions.
+
+Throughput is measured in interleaved, shuffled rounds (the machine's load varies, so
+only medians and ratios measured in one run are meaningful) and reported as
+member-iterations per second and achieved GFLOP/s (forward + 2x backward matmul FLOPs),
+next to the fp32 matmul peak measured in the same run. Accuracy: each method trains
+`--accuracy-models` models (seeds) for `--accuracy-steps` steps; the test relative L2
+errors are compared.
+
+    python benchmarks/engine.py                 # full run (~20-30 min on 2 cores)
+    python benchmarks/engine.py --quick         # smoke run (~2 min)
+
+DeepXDE is optional: ``pip install -e '.[bench]'`` (it is skipped if not importable).
+Writes a Markdown report to stdout and appends it to benchmarks/RESULTS.md (--no-append
+to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+os.environ.setdefault("DDE_BACKEND", "pytorch")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from opscale import config as cfg  # noqa: E402
+from opscale import grid, problems, train  # noqa: E402
+from opscale.evaluate import relative_l2  # noqa: E402
+from opscale.models import build_model  # noqa: E402
+from opscale.problems.tensors import Split  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SENSORS = QUERIES = 100
+
+
+# ---------------------------------------------------------------------------- data
+def make_data(n_train: int, n_test: int) -> dict[str, np.ndarray]:
+    """GRF inputs and antiderivatives from opscale's own problem library (seed 0)."""
+    config = cfg.validate_study(
+        {"study": "bench", "seeds": [0], "data": {"n_train": n_train, "n_val": 1, "n_test": n_test}}
+    )
+    ds = problems.generate(grid.data_spec(grid.points(config)[0].spec))
+    split = ds.split.values
+    return {
+        "u_train": ds.u.values[0, split == "train"],
+        "s_train": ds.s.values[0, split == "train"],
+        "u_test": ds.u.values[0, split == "test"],
+        "s_test": ds.s.values[0, split == "test"],
+        "y": ds.y.values,
+    }
+
+
+def _t(array) -> torch.Tensor:
+    return torch.as_tensor(array, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------- methods
+class Engine:
+    """opscale's batched engine: S members, one AdamW, shared data."""
+
+    def __init__(self, data, members: int, width: int, compile: bool, seed0: int = 0):
+        table = train.Members(
+            np.arange(seed0, seed0 + members),
+            np.full(members, len(data["u_train"])),
+            np.zeros(members, dtype=int),
+            False,
+        )
+        split = {
+            "train": Split(_t(data["u_train"])[None], _t(data["y"]), _t(data["s_train"])[None]),
+            "val": Split(_t(data["u_test"])[None, :0], _t(data["y"]), _t(data["s_test"])[None, :0]),
+            "test": Split(_t(data["u_test"])[None], _t(data["y"]), _t(data["s_test"])[None]),
+        }
+        self.data = table.select(split)
+        spec = {"name": "deeponet", "width": width, "depth": 2, "p": None, "activation": "relu"}
+        self.model = build_model(spec, train.shapes(self.data), table.generators(), torch.float32)
+        recipe = cfg.validate_study({"study": "b"})["train"] | {
+            "steps": 10**9,
+            "eval_every": 10**9,
+            "log_every": 10**9,
+        }
+        self.trainer = train.Trainer(self.model, self.data, recipe, table, compile=compile)
+        self.members = members
+
+    def steps(self, k: int) -> None:
+        for _ in range(k):
+            self.trainer.step += 1
+            self.trainer.train_step()
+
+    def test_errors(self) -> list[float]:
+        test = self.data["test"]
+        with torch.no_grad():
+            return relative_l2(self.model(test.u, test.y), test.s).tolist()
+
+
+class PlainDeepONet(nn.Module):
+    """The DeepONet a researcher writes with nn.Linear (same layers and init as DeepXDE)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.branch = nn.Sequential(nn.Linear(SENSORS, width), nn.ReLU(), nn.Linear(width, width))
+        self.trunk = nn.Sequential(
+            nn.Linear(1, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
+        )
+        self.b0 = nn.Parameter(torch.zeros(1))
+        for layer in [*self.branch, *self.trunk]:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_normal_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, u, y):
+        return self.branch(u) @ self.trunk(y).T + self.b0
+
+
+class Plain:
+    """One plain PyTorch model at a time (a per-model loop); `fused` uses Adam(fused=True)."""
+
+    def __init__(self, data, width: int, fused: bool = False, seed: int = 0):
+        torch.manual_seed(seed)
+        self.model = PlainDeepONet(width)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=1e-3, **({"fused": True} if fused else {})
+        )
+        self.u, self.y, self.s = _t(data["u_train"]), _t(data["y"]), _t(data["s_train"])
+        self.test = (_t(data["u_test"]), _t(data["s_test"]))
+        self.loss = nn.MSELoss()
+        self.members = 1
+
+    def steps(self, k: int) -> None:
+        for _ in range(k):
+            self.optimizer.zero_grad()
+            self.loss(self.model(self.u, self.y), self.s).backward()
+            self.optimizer.step()
+
+    def test_errors(self) -> list[float]:
+        with torch.no_grad():
+            pred = self.model(self.test[0], self.y)
+        return relative_l2(pred[None], self.test[1][None]).tolist()
+
+
+class DeepXDE:
+    """DeepXDE 1.15's DeepONetCartesianProd, trained with its own Model.train loop."""
+
+    def __init__(self, data, width: int, seed: int = 0):
+        import deepxde as dde
+
+        dde.config.set_random_seed(seed)
+        self.dde = dde
+        triple = dde.data.TripleCartesianProd(
+            X_train=(data["u_train"].astype(np.float32), data["y"].astype(np.float32)),
+            y_train=data["s_train"].astype(np.float32),
+            X_test=(data["u_test"].astype(np.float32), data["y"].astype(np.float32)),
+            y_test=data["s_test"].astype(np.float32),
+        )
+        net = dde.nn.DeepONetCartesianProd(
+            [SENSORS, width, width], [1, width, width], "relu", "Glorot normal"
+        )
+        self.model = dde.Model(triple, net)
+        self.model.compile("adam", lr=1e-3)
+        self.data, self.members = data, 1
+
+    def steps(self, k: int) -> None:
+        self.model.train(iterations=k, display_every=10**9, verbose=0)
+
+    def test_errors(self) -> list[float]:
+        pred = self.model.predict(
+            (self.data["u_test"].astype(np.float32), self.data["y"].astype(np.float32))
+        )
+        return relative_l2(_t(pred)[None], _t(self.data["s_test"])[None]).tolist()
+
+
+def deepxde_available() -> bool:
+    try:
+        import deepxde  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import failure means: skip it
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- measuring
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 GFLOP/s of a square matmul with the process's threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def throughput(methods: dict, rounds: int, steps: int) -> dict[str, list[float]]:
+    """Member-iterations/s of each method per round, in shuffled interleaved order."""
+    speeds = {name: [] for name in methods}
+    order = list(methods)
+    for round_ in range(rounds):
+        random.Random(round_).shuffle(order)
+        for name in order:
+            method = methods[name]
+            start = time.perf_counter()
+            method.steps(steps)
+            speeds[name].append(method.members * steps / (time.perf_counter() - start))
+        print(
+            f"round {round_ + 1}/{rounds}: "
+            + ", ".join(f"{n} {speeds[n][-1]:.0f}" for n in methods),
+            flush=True,
+        )
+    return speeds
+
+
+def build(name: str, data, width: int, seed: int = 0):
+    """A fresh method by name: engine-S<k>[-compiled], plain, plain-fused, deepxde."""
+    if name.startswith("engine"):
+        members = int(name.split("-")[1][1:])
+        return Engine(data, members, width, name.endswith("compiled"), seed)
+    if name.startswith("plain"):
+        return Plain(data, width, name == "plain-fused", seed)
+    return DeepXDE(data, width, seed)
+
+
+def warm(methods: dict) -> dict[str, float]:
+    """First steps of every method (compilation included); seconds each."""
+    seconds = {}
+    for name, method in methods.items():
+        start = time.perf_counter()
+        method.steps(3)
+        seconds[name] = time.perf_counter() - start
+    return seconds
+
+
+def accuracy(names, data, models: int, steps: int, width: int) -> dict[str, list[float]]:
+    """Test errors of `models` models of each method after `steps` steps."""
+    errors = {}
+    for name in names:
+        if name.startswith("engine"):
+            method = Engine(data, models, width, name.endswith("compiled"))
+            method.steps(steps)
+            errors[name] = method.test_errors()
+        else:
+            errors[name] = []
+            for seed in range(models):
+                method = build(name, data, width, seed)
+                method.steps(steps)
+                errors[name] += method.test_errors()
+        print(f"accuracy {name}: median {statistics.median(errors[name]):.4f}", flush=True)
+    return errors
+
+
+# ---------------------------------------------------------------------------- report
+def machine() -> str:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
+    except (OSError, StopIteration):
+        model = platform.processor()
+    return (
+        f"{model}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def step_flops(width: int, functions: int = 1000) -> int:
+    """FLOPs of one training step of one model (forward + 2x backward, opscale's count)."""
+    spec = {"name": "deeponet", "width": width, "depth": 2, "p": None, "activation": "relu"}
+    model = build_model(
+        spec,
+        {"sensors": SENSORS, "y_dim": 1, "queries": QUERIES},
+        [torch.Generator()],
+        torch.float32,
+    )
+    return (1 + train.BACKWARD_FACTOR) * model.flops(functions, QUERIES)
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def report(args, peak, speeds, warmup, errors, flops: int, started_load) -> str:
+    ref = {k: statistics.median(v) for k, v in speeds.items()}
+    lines = [
+        f"## Engine benchmark, {datetime.date.today().isoformat()}",
+        "",
+        f"Machine: {machine()}. Load average at start / end: {started_load} / {load()}.",
+        f"Command: `python benchmarks/engine.py {' '.join(args.argv)}` "
+        f"(git {git_commit()}). fp32 matmul peak (2048², same run): **{peak:.0f} GFLOP/s**.",
+        f"Throughput: width {args.width}, {args.rounds} interleaved rounds of {args.steps} steps; "
+        "medians (min–max).",
+        "",
+        "| method | member-it/s | GFLOP/s | % of peak | vs DeepXDE | vs plain "
+        "| first 3 steps (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, values in speeds.items():
+        gflops = ref[name] * flops / 1e9
+        lines.append(
+            f"| {name} | {ref[name]:.0f} ({min(values):.0f}–{max(values):.0f}) | {gflops:.1f} | "
+            f"{100 * gflops / peak:.0f}% | {_ratio(ref, name, 'deepxde')} | "
+            f"{_ratio(ref, name, 'plain')} | {warmup[name]:.1f} |"
+        )
+    if errors:
+        lines += [
+            "",
+            f"Accuracy: {args.accuracy_models} models per method, "
+            f"{args.accuracy_steps} full-batch steps, mean relative L2 test error.",
+            "",
+            "| method | median | min | max |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {statistics.median(e):.4f} | {min(e):.4f} | {max(e):.4f} |"
+            for n, e in errors.items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(ref, name, base) -> str:
+    return f"{ref[name] / ref[base]:.2f}x" if base in ref else "-"
+
+
+def git_commit() -> str:
+    out = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=HERE
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--width", type=int, default=40)
+    parser.add_argument("--members", default="1,4,16,64", help="engine sizes S")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=100, help="steps per round and method")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--accuracy-models", type=int, default=16)
+    parser.add_argument("--accuracy-steps", type=int, default=10000)
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args(argv)
+    args.argv = argv if argv is not None else __import__("sys").argv[1:]
+    if args.quick:
+        args.rounds, args.steps, args.accuracy_models, args.accuracy_steps = 2, 20, 2, 200
+        args.members = "1,16"
+    torch.set_num_threads(args.threads)
+    started_load = load()
+    data = make_data(1000, 1000)
+    peak = matmul_peak()
+    names = [f"engine-S{s}" for s in args.members.split(",")]
+    names += [] if args.no_compile else [f"{n}-compiled" for n in names]
+    names += ["plain", "plain-fused"] + (["deepxde"] if deepxde_available() else [])
+    methods = {name: build(name, data, args.width) for name in names}
+    warmup = warm(methods)
+    speeds = throughput(methods, args.rounds, args.steps)
+    accuracy_names = ["engine-S16", "plain"] + (["deepxde"] if "deepxde" in names else [])
+    errors = accuracy(accuracy_names, data, args.accuracy_models, args.accuracy_steps, args.width)
+    text = report(args, peak, speeds, warmup, errors, step_flops(args.width), started_load)
+    print(text)
+    if not args.no_append:
+        with open(HERE / "RESULTS.md", "a") as fh:
+            fh.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

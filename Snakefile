@@ -30,6 +30,14 @@ include: "workflow/rules/figures.smk"
 report: "workflow/report/workflow.rst"
 
 
+# Cheap aggregation steps run where Snakemake runs, never as cluster jobs.
+localrules:
+    all,
+    collect,
+    fit,
+    figures,
+
+
 rule all:
     default_target: True
     input:

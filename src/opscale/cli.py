@@ -1,0 +1,64 @@
+"""Command line: ``opscale <command> ...``, the package's work outside Snakemake.
+
+Commands are a registry (``COMMANDS``): name -> (help, function adding its arguments,
+function running it). Each runner imports what it needs, so ``opscale --help`` is instant.
+
+    opscale fit results/default/cube.nc      # fit any cube; writes fit.nc, fit.md beside it
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _fit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "cube", type=Path, help="a study cube (NetCDF), e.g. results/default/cube.nc"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for fit.nc and fit.md (default: the cube's folder)",
+    )
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from opscale.fit import fit_cube
+
+    if not args.cube.is_file():
+        print(f"opscale fit: no such cube: {args.cube}", file=sys.stderr)
+        return 2
+    out = args.out or args.cube.parent
+    out.mkdir(parents=True, exist_ok=True)
+    fit_cube(str(args.cube), str(out / "fit.nc"), str(out / "fit.md"))
+    print((out / "fit.md").read_text(), end="")
+    return 0
+
+
+COMMANDS = {  # name: (help, add arguments, run)
+    "fit": ("fit scaling laws to a study cube and print the table", _fit_arguments, _fit),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per registered command."""
+    top = argparse.ArgumentParser(prog="opscale", description=__doc__.split("\n")[0])
+    commands = top.add_subparsers(dest="command", required=True, metavar="command")
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``opscale`` script."""
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

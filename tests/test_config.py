@@ -3,8 +3,8 @@ import yaml
 
 from opscale import config as cfg
 from opscale.models import MODELS
+from opscale.problems import PROBLEMS
 from opscale.problems.inputs import FAMILIES
-from opscale.problems.operators import OPERATORS
 from tests.helpers import tiny_config
 
 
@@ -74,7 +74,7 @@ def test_load_reads_yaml(tmp_path):
 def test_schema_enums_match_the_registries():
     schema = cfg.load_schema()["properties"]
     assert set(schema["model"]["properties"]["name"]["enum"]) == set(MODELS)
-    assert set(schema["problem"]["properties"]["name"]["enum"]) == set(OPERATORS)
+    assert set(schema["problem"]["properties"]["name"]["enum"]) == set(PROBLEMS)
     assert set(schema["problem"]["properties"]["inputs"]["properties"]["family"]["enum"]) == set(
         FAMILIES
     )

@@ -30,6 +30,23 @@ def get_data_file(wildcards):
     return f"{STUDY}/data/{POINTS[wildcards.point].data_id}.nc"
 
 
+def _dataset_files(problem):
+    # a heavy import (xarray, scipy), paid only by studies that read a dataset
+    from opscale.problems.datasets import files
+
+    return [str(path) for path in files(problem).values()]
+
+
+# Files a problem's data are read from, by problem.name (generated problems read none).
+PROBLEM_FILES = {"dataset": _dataset_files}
+
+
+def get_problem_files(wildcards):
+    """Files the data file `data_id` is built from: editing one rebuilds the data."""
+    problem = DATA[wildcards.data_id]["problem"]
+    return PROBLEM_FILES.get(problem["name"], lambda problem: [])(problem)
+
+
 def get_point_files(wildcards):
     """Every point file of the study."""
     return [f"{STUDY}/points/{point}.nc" for point in POINTS]

@@ -1,4 +1,6 @@
 rule data:
+    input:
+        files=get_problem_files,
     output:
         data=f"{STUDY}/data/{{data_id}}.nc",
     log:

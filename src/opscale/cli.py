@@ -4,6 +4,8 @@ Commands are a registry (``COMMANDS``): name -> (help, function adding its argum
 function running it). Each runner imports what it needs, so ``opscale --help`` is instant.
 
     opscale fit results/default/cube.nc      # fit any cube; writes fit.nc, fit.md beside it
+    opscale status [--study NAME | --config FILE]   # where each study's points stand
+    opscale collect --config FILE            # the cube of the points that exist (--keep-going)
 """
 
 from __future__ import annotations
@@ -38,8 +40,42 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    from opscale.status import add_status_arguments
+
+    add_status_arguments(parser)
+
+
+def _collect_arguments(parser: argparse.ArgumentParser) -> None:
+    from opscale.status import add_arguments
+
+    add_arguments(parser)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from opscale.status import run_status
+
+    return run_status(args)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from opscale.status import run_collect
+
+    return run_collect(args)
+
+
 COMMANDS = {  # name: (help, add arguments, run)
     "fit": ("fit scaling laws to a study cube and print the table", _fit_arguments, _fit),
+    "status": (
+        "points done / diverged / failed / missing of each study, with their paths",
+        _status_arguments,
+        _status,
+    ),
+    "collect": (
+        "write a study's cube from the point files that exist (the rest marked missing)",
+        _collect_arguments,
+        _collect,
+    ),
 }
 
 

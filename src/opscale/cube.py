@@ -126,12 +126,18 @@ def read(path: str | os.PathLike) -> xr.Dataset:
 def collect(paths: list[str], config: dict) -> xr.Dataset:
     """The study cube from point files (any order), on the full grid of the study's sweep.
 
-    Grid points without a file are NaN with status ``missing``.
+    Grid points without a file are NaN with status ``missing`` (``opscale collect``
+    builds such a cube after a ``--keep-going`` run). Every file is checked first
+    (``read_point``): if any cannot be read, nothing is collected and the
+    ``PointFileError`` names each bad file and the one command that recomputes it.
     """
+    points, bad = _read_points(paths)
+    if bad or not points:
+        raise PointFileError(bad) if bad else PointFileError({}, "no point file to collect")
     sweep = {axis_name(path): (path, list(values)) for path, values in config["sweep"].items()}
     names = list(sweep)
     stacked = xr.concat(
-        [_members_with_axes(read(p), names) for p in paths],
+        [_members_with_axes(ds, names) for ds in points],
         dim="member",
         coords="different",
         compat="equals",
@@ -148,6 +154,62 @@ def collect(paths: list[str], config: dict) -> xr.Dataset:
         "axes": json.dumps({name: path for name, (path, _) in sweep.items()}),
     }
     return describe(cube)
+
+
+# What every point file must hold for collect (a file without them is not a point file).
+POINT_VARIABLES = ("test_rel_l2", "status", "seed", "loss_curve", "val_curve")
+# How to recompute bad point files: Snakemake reruns the job of a file named by --forcerun.
+RECOMPUTE = "snakemake --forcerun {files} [your usual options, e.g. --configfile STUDY.yaml]"
+
+
+class PointFileError(ValueError):
+    """Point files that cannot be collected; the message names each one and the fix."""
+
+    def __init__(self, bad: dict[str, str], summary: str | None = None):
+        self.bad = dict(bad)
+        lines = [f"  {path}: {reason}" for path, reason in self.bad.items()]
+        if summary is None:
+            files = " ".join(self.bad)
+            summary = (
+                f"{len(self.bad)} point file(s) cannot be read, nothing was collected:\n"
+                + "\n".join(lines)
+                + "\nThe rest of the study is intact. Recompute them with:\n  "
+                + RECOMPUTE.format(files=files)
+            )
+        super().__init__(summary)
+
+
+def read_point(path: str | os.PathLike) -> xr.Dataset:
+    """Read a point file and check it holds a point's variables.
+
+    Raises
+    ------
+    PointFileError
+        Naming `path`, if it is truncated, corrupt, not NetCDF, or not a point file.
+    """
+    try:
+        ds = read(path)
+    except FileNotFoundError:
+        raise PointFileError({str(path): "no such file"}) from None
+    except (OSError, ValueError, RuntimeError, KeyError) as error:  # netCDF4/HDF5 errors
+        reason = f"unreadable, truncated or corrupt ({type(error).__name__}: {error})"
+        raise PointFileError({str(path): reason}) from None
+    absent = [name for name in POINT_VARIABLES if name not in ds.variables]
+    if absent:
+        reason = f"not a point file: it lacks {', '.join(absent)}"
+        raise PointFileError({str(path): reason})
+    return ds
+
+
+def _read_points(paths: list[str]) -> tuple[list[xr.Dataset], dict[str, str]]:
+    """The readable point files, and the reason for each unreadable one (by path)."""
+    points, bad = [], {}
+    for path in paths:
+        try:
+            points.append(read_point(path))
+        except PointFileError as error:
+            bad.update(error.bad)
+    return points, bad
 
 
 def _members_with_axes(ds: xr.Dataset, names: list[str]) -> xr.Dataset:

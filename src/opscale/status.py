@@ -1,0 +1,197 @@
+"""Where a study stands, from the files on disk: every grid point is in one state.
+
+========  ===================================================================================
+state     definition (checked in this order)
+========  ===================================================================================
+done      its point file reads as a point file and every member's status is ``ok``
+diverged  its point file reads, and at least one member's status is ``diverged``
+failed    its point file exists but cannot be read (truncated, corrupt, not a point file);
+          or there is none and Snakemake's incomplete marker for it exists (the job was
+          killed, or is running right now); or there is none and its training log
+          records a failure (``job failed``, written by ``opscale.jobs``)
+missing   no point file and no trace of a failed attempt: not trained yet
+========  ===================================================================================
+
+Paths are relative to the working directory of the Snakemake run (``--directory``),
+where ``results/<study>/`` and ``.snakemake/`` live. Reading never changes a file.
+``partial_cube`` builds the cube of the points that exist (``opscale collect``), the way
+to get a cube after ``snakemake --keep-going`` left some points failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from opscale import grid
+
+STATES = ("done", "diverged", "failed", "missing")
+FAILURE_MARK = "job failed"  # what opscale.jobs logs when a rule's work raises
+
+
+@dataclass(frozen=True)
+class PointState:
+    """One grid point: its id, state, point file and why it is in that state."""
+
+    point: str
+    state: str
+    path: Path
+    reason: str = ""
+
+
+def point_path(config: dict, point: str) -> Path:
+    """The point file of `point` (relative to the run's working directory)."""
+    return Path("results", config["study"], "points", f"{point}.nc")
+
+
+def log_path(config: dict, point: str) -> Path:
+    """The training log of `point` (relative to the run's working directory)."""
+    return Path("results", config["study"], "logs", "train", f"{point}.log")
+
+
+def study_status(config: dict, workdir: str | os.PathLike = ".") -> list[PointState]:
+    """The state of every grid point of a validated study config, in grid order."""
+    workdir = Path(workdir)
+    return [point_state(config, p.id, workdir) for p in grid.points(config)]
+
+
+def point_state(config: dict, point: str, workdir: Path) -> PointState:
+    """The state of one grid point (see the module's table for the definitions)."""
+    from opscale import cube
+
+    path = point_path(config, point)
+    if (workdir / path).exists():
+        try:
+            ds = cube.read_point(workdir / path)
+        except cube.PointFileError as error:
+            return PointState(point, "failed", path, next(iter(error.bad.values())))
+        diverged = int((ds["status"] == cube.DIVERGED).sum())
+        if diverged:
+            return PointState(point, "diverged", path, f"{diverged} of {ds.sizes['member']}")
+        return PointState(point, "done", path)
+    if incomplete_marker(workdir, path).exists():
+        return PointState(point, "failed", path, "incomplete: killed mid-job, or running now")
+    log = log_path(config, point)
+    if (workdir / log).is_file() and FAILURE_MARK in (workdir / log).read_text(errors="replace"):
+        return PointState(point, "failed", path, f"see {log}")
+    return PointState(point, "missing", path)
+
+
+def incomplete_marker(workdir: Path, output: Path) -> Path:
+    """Snakemake's incomplete marker of an output file (as snakemake.persistence names it).
+
+    Snakemake writes ``.snakemake/incomplete/<urlsafe base64 of the output path>`` when a
+    job starts and removes it when the job succeeds; long names are split into folders.
+    """
+    name = base64.urlsafe_b64encode(str(output).encode()).decode()
+    limit = 254  # NAME_MAX - 1, as Snakemake splits them
+    parts = [name[i : i + limit] for i in range(0, len(name), limit)]
+    parts = ["@" + part for part in parts[:-1]] + parts[-1:]
+    return workdir.joinpath(".snakemake", "incomplete", *parts)
+
+
+def summary(config: dict, states: list[PointState], show_done: bool = False) -> str:
+    """A few lines for people: counts by state, then every point (not done) with its path."""
+    counts = Counter(s.state for s in states)
+    head = ", ".join(f"{counts[state]} {state}" for state in STATES)
+    lines = [f"study {config['study']} (results/{config['study']}): {len(states)} points: {head}"]
+    for state in STATES if show_done else STATES[1:]:
+        lines += [_line(s) for s in states if s.state == state]
+    return "\n".join(lines)
+
+
+def _line(state: PointState) -> str:
+    reason = f"  ({state.reason})" if state.reason else ""
+    return f"  {state.state:<8} {state.path}{reason}"
+
+
+def partial_cube(config: dict, workdir: str | os.PathLike = ".") -> tuple[Path, list[PointState]]:
+    """Write the study cube from the point files that read, the others marked ``missing``.
+
+    Returns
+    -------
+    path : Path
+        The cube written, ``results/<study>/cube.nc`` under `workdir`.
+    absent : list of PointState
+        The points left out (failed or missing).
+    """
+    from opscale import cube
+
+    workdir = Path(workdir)
+    states = study_status(config, workdir)
+    readable = [str(workdir / s.path) for s in states if s.state in ("done", "diverged")]
+    out = workdir / "results" / config["study"] / "cube.nc"
+    cube.collect_cube(readable, config, str(out))
+    return out, [s for s in states if s.state in ("failed", "missing")]
+
+
+# The command line (``opscale status``, ``opscale collect``; registered in opscale.cli).
+
+
+def add_arguments(parser) -> None:
+    """``--config FILE | --study NAME`` and ``--directory DIR`` of both commands."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config", type=Path, help="a study file, e.g. config/studies/X.yaml")
+    which.add_argument("--study", help="a study by name, found in config/ and config/studies/")
+    parser.add_argument(
+        "--directory",
+        "-d",
+        type=Path,
+        default=Path("."),
+        help="the run's working directory, holding results/ and .snakemake/ (default: .)",
+    )
+
+
+def add_status_arguments(parser) -> None:
+    """The arguments of ``opscale status``: those of ``add_arguments`` and ``--all``."""
+    add_arguments(parser)
+    parser.add_argument("--all", action="store_true", help="list the done points too")
+
+
+def study_configs(args) -> list[dict]:
+    """The validated configs the arguments select (every known study when none is named)."""
+    from opscale.config import load
+
+    if args.config is not None:
+        return [load(args.config)]
+    configs = [load(path) for path in known_study_files(args.directory)]
+    chosen = [c for c in configs if args.study in (None, c["study"])]
+    if not chosen:
+        names = ", ".join(sorted({c["study"] for c in configs})) or "none"
+        raise SystemExit(f"opscale: no study named {args.study!r}; known studies: {names}")
+    return chosen
+
+
+def known_study_files(workdir: Path) -> list[Path]:
+    """config/config.yaml and config/studies/*.yaml of `workdir`, else of this checkout."""
+    from opscale.config import REPO_ROOT
+
+    for root in dict.fromkeys([workdir.resolve(), REPO_ROOT]):
+        files = sorted((root / "config" / "studies").glob("*.yaml"))
+        if (root / "config" / "config.yaml").is_file():
+            files.insert(0, root / "config" / "config.yaml")
+        if files:
+            return files
+    return []
+
+
+def run_status(args) -> int:
+    """Print where each selected study stands; exit 1 while any point is failed or missing."""
+    unfinished = 0
+    for config in study_configs(args):
+        states = study_status(config, args.directory)
+        print(summary(config, states, show_done=args.all))
+        unfinished += sum(s.state in ("failed", "missing") for s in states)
+    return 1 if unfinished else 0
+
+
+def run_collect(args) -> int:
+    """Write the cube of each selected study from the points that exist; list the others."""
+    for config in study_configs(args):
+        path, absent = partial_cube(config, args.directory)
+        print(f"wrote {path}: {len(absent)} point(s) marked missing")
+        print("\n".join(_line(s) for s in absent))
+    return 0

@@ -1,0 +1,165 @@
+"""Lose nothing: kill -9 the whole Snakemake process tree mid-sweep, resume, compare.
+
+The sweep is killed at random moments (delays drawn from a seeded generator), each time
+resumed with the documented commands (``snakemake --unlock`` then ``snakemake
+--rerun-incomplete``, same options), and killed again; the final cube must equal an
+uninterrupted run's bit for bit (every variable but ``wall_time``). Two uninterrupted
+runs of the same config must also give bit-identical cubes (CPU determinism).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from opscale import cube
+from tests.helpers import REPO, SNAKEMAKE, tiny_config, write_config
+
+pytestmark = pytest.mark.workflow
+KILL_POINTS = int(os.environ.get("OPSCALE_KILL_POINTS", "3"))
+KILL_SEED = int(os.environ.get("OPSCALE_KILL_SEED", "0"))
+# Long enough to be killed inside a training job, with checkpoints to resume from.
+STUDY = tiny_config(
+    train={"steps": 600, "eval_every": 50, "log_every": 50, "lr": 0.003},
+    runtime={"checkpoint_every": 100},
+    members=["data.n_train"],
+)
+TARGET = "results/tiny/cube.nc"
+# Differ between identical runs by design: timing, and provenance attributes.
+NOT_DETERMINISTIC = ("wall_time",)
+
+
+def snakemake_command(workdir, *args):
+    """The Snakemake command line of these tests (the cube only: no fit or figures)."""
+    return [
+        str(SNAKEMAKE),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "2",
+        TARGET,
+        *args,
+        "--configfile",
+        str(workdir / "study.yaml"),
+    ]
+
+
+def run(workdir, *args):
+    result = subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def fresh(tmp_path, name):
+    workdir = tmp_path / name
+    workdir.mkdir()
+    write_config(workdir / "study.yaml", STUDY)
+    return workdir
+
+
+def deterministic(ds):
+    """The cube without what differs between identical runs (see NOT_DETERMINISTIC)."""
+    return ds.drop_vars(NOT_DETERMINISTIC).assign_attrs(opscale_version="", git_commit="")
+
+
+def assert_same_cube(a, b):
+    assert deterministic(cube.read(a)).identical(deterministic(cube.read(b)))
+
+
+def kill_tree(process: subprocess.Popen) -> list[str]:
+    """SIGKILL Snakemake and every process below it, as a dying node would.
+
+    Returns what was running: the script (or program) of each process killed.
+    """
+    parent = psutil.Process(process.pid)
+    tree = [parent, *parent.children(recursive=True)]
+    running = [_what(member) for member in tree]
+    os.killpg(process.pid, signal.SIGKILL)  # its own session: one signal for the group
+    for member in tree:  # and anything that left the group
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    process.wait()
+    return running
+
+
+def _what(process: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return os.path.basename(process.cmdline()[-1])
+    return "?"
+
+
+def kill_after(workdir, delay: float, args=()) -> tuple[bool, list[str]]:
+    """Start the sweep, SIGKILL its tree after `delay` s; (was it running, what was killed)."""
+    process = subprocess.Popen(
+        snakemake_command(workdir, *args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    time.sleep(delay)
+    if process.poll() is not None:
+        return False, []
+    return True, kill_tree(process)
+
+
+def readable_files(workdir):
+    """Every NetCDF file under results/ opens: no half-written file is ever in place."""
+    files = sorted((workdir / "results").rglob("*.nc"))
+    for path in files:
+        cube.read(path)
+    return files
+
+
+def assert_locked_until_unlocked(workdir):
+    """A killed run leaves Snakemake's lock: the plain rerun refuses, --unlock clears it."""
+    command = snakemake_command(workdir, "--rerun-incomplete")
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "--unlock" in result.stdout + result.stderr
+    run(workdir, "--unlock")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run of the study, and its wall time (s)."""
+    workdir = fresh(tmp_path_factory.mktemp("reference"), "run")
+    started = time.perf_counter()
+    run(workdir)
+    return workdir, time.perf_counter() - started
+
+
+def test_the_same_config_twice_gives_bit_identical_cubes(reference, tmp_path):
+    workdir = fresh(tmp_path, "again")
+    run(workdir)
+    assert_same_cube(reference[0] / TARGET, workdir / TARGET)
+    assert not cube.read(workdir / TARGET).wall_time.isnull().all()  # excluded, not absent
+
+
+def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(reference, tmp_path):
+    reference_dir, wall = reference
+    workdir = fresh(tmp_path, "killed")
+    rng = np.random.default_rng(KILL_SEED)
+    # Each kill lands within the first 40% of what a whole run takes, so it is mid-sweep.
+    delays = rng.uniform(0.1 * wall, 0.4 * wall, KILL_POINTS)
+    for i, delay in enumerate(delays):
+        alive, tree = kill_after(workdir, delay, ("--rerun-incomplete",))
+        assert alive, f"kill {i} at {delay:.1f} s came after the run had finished"
+        print(f"kill {i}: {delay:.1f} s after start, killed {tree}")
+        readable_files(workdir)
+        if i == 0:
+            assert_locked_until_unlocked(workdir)
+        else:
+            run(workdir, "--unlock")
+    resumed = run(workdir, "--rerun-incomplete")
+    assert "Nothing to be done" not in resumed.stdout + resumed.stderr
+    assert_same_cube(reference_dir / TARGET, workdir / TARGET)
+    assert (cube.read(workdir / TARGET).status == cube.OK).all()

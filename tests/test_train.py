@@ -139,6 +139,18 @@ def test_a_diverging_member_is_marked_and_the_others_go_on(data_file):
     _assert_same(_member_params(trainer, 0), _member_params(healthy, 0), 1e-10)
 
 
+def test_an_exploding_but_finite_loss_counts_as_divergence(data_file):
+    trainer, _ = _trainer(data_file[1], [0, 1], 24, RECIPE | {"lr": 100.0, "steps": 200})
+    trainer.run()
+    assert (trainer.status == cube.DIVERGED).all()
+    assert (trainer.steps_trained < 200).all()
+    exploded = trainer.final_loss > RECIPE["divergence_factor"] * trainer.first_loss
+    assert exploded.all() and np.isfinite(trainer.final_loss).all()
+    sane, _ = _trainer(data_file[1], [0, 1], 24)
+    sane.run()
+    assert (sane.status == cube.OK).all()
+
+
 def test_best_validation_state_is_reported(data_file):
     trainer, data = _trainer(data_file[1], [0, 1], 24, RECIPE | {"lr": 0.05})
     trainer.run()

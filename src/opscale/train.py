@@ -17,9 +17,11 @@ Best state and stopping. Every ``eval_every`` steps (and at each member's last s
 validation error is checked and each member's best parameters are kept; the reported
 errors are those of that state (of the last state when there are no validation
 functions). A member stops when its budget is spent, when its validation error has not
-improved for ``train.patience`` steps, or when its loss turns NaN/inf (status
-``diverged``). Stopped members are sliced out of the batch (parameters, Adam moments,
-data), so they cost nothing while the others go on.
+improved for ``train.patience`` steps, or when its loss turns NaN/inf or exceeds
+``train.divergence_factor`` times its first loss (status ``diverged``: a too-large rate
+makes Adam's loss explode by orders of magnitude while staying finite). Stopped members
+are sliced out of the batch (parameters, Adam moments, data), so they cost nothing while
+the others go on.
 
 Checkpoints. Every ``runtime.checkpoint_every`` steps the whole trainer state (including
 the batch-order streams) is written atomically; a restarted job resumes from it and ends
@@ -241,6 +243,7 @@ class Trainer:
         self.best_step = np.zeros(size, dtype=int)
         self.steps_trained = np.zeros(size, dtype=int)
         self.final_loss = np.full(size, np.nan)
+        self.first_loss = np.full(size, np.nan)  # the yardstick of divergence
         self.status = np.full(size, cube.OK)
         longest = int(self.budget.max())
         n_logs, n_evals = longest // recipe["log_every"], longest // recipe["eval_every"]
@@ -300,15 +303,23 @@ class Trainer:
         """Record, validate, and retire the members that stop at this step."""
         step, active = self.step, self.active
         self.final_loss[active] = losses
+        if step == 1:
+            self.first_loss[active] = losses
         if step % self.recipe["log_every"] == 0:
             self.loss_curve[active, step // self.recipe["log_every"] - 1] = losses
-        diverged = ~np.isfinite(losses)
+        diverged = self.diverged(losses)
         self.status[active[diverged]] = cube.DIVERGED
         done = diverged | (step >= self.budget[active])
         if step % self.recipe["eval_every"] == 0 or done.any():
             done |= self.validate(~diverged)
         if done.any():
             self.retire(done)
+
+    def diverged(self, losses: np.ndarray) -> np.ndarray:
+        """Active members whose loss is NaN/inf or far above their first loss, (A,)."""
+        limit = self.recipe["divergence_factor"] * self.first_loss[self.active]
+        with np.errstate(invalid="ignore"):
+            return ~np.isfinite(losses) | (losses > limit)
 
     def validate(self, eligible: np.ndarray) -> np.ndarray:
         """Check validation errors, keep improved states; members out of patience, (A,)."""
@@ -386,6 +397,7 @@ class Trainer:
         "best_step",
         "steps_trained",
         "final_loss",
+        "first_loss",
         "status",
         "loss_curve",
         "val_curve",

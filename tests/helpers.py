@@ -65,10 +65,20 @@ def planned_jobs(workdir: Path, config: Path, *targets: str) -> dict[str, int]:
     return {rule: int(count) for rule, count in (line.split() for line in table) if rule != "total"}
 
 
-def synthetic_cube(alpha=0.5, beta=0.8, floor=0.0, noise=0.05, seeds=5, rng_seed=0):
+def synthetic_cube(
+    alpha=0.5,
+    beta=0.8,
+    floor=0.0,
+    noise=0.05,
+    seeds=5,
+    rng_seed=0,
+    widths=(4, 8, 16, 32),
+    n_train=(16, 32, 64, 128, 256),
+):
     """A study cube with a planted law err = floor + 3 N^-alpha + 2 n^-beta (times noise).
 
     Noise is multiplicative log-normal, partly shared within a seed (like nested data).
+    N = 10 width^2; training FLOPs are 6 N n x 100 steps (full batch).
     """
     import json
 
@@ -78,7 +88,7 @@ def synthetic_cube(alpha=0.5, beta=0.8, floor=0.0, noise=0.05, seeds=5, rng_seed
     from opscale import cube
 
     rng = np.random.default_rng(rng_seed)
-    widths, n_train = [4, 8, 16, 32], [16, 32, 64, 128, 256]
+    widths, n_train = [int(w) for w in widths], [int(n) for n in n_train]
     n_params = np.array([10 * w * w for w in widths], float)
     law = floor + 3 * n_params[:, None] ** -alpha + 2 * np.array(n_train, float)[None] ** -beta
     seed_effect = rng.normal(0, noise, seeds)
@@ -86,6 +96,7 @@ def synthetic_cube(alpha=0.5, beta=0.8, floor=0.0, noise=0.05, seeds=5, rng_seed
         seed_effect + rng.normal(0, noise, (len(widths), len(n_train), seeds))
     )
     dims = ("width", "n_train", "seed")
+    flops = 600.0 * n_params[:, None] * np.array(n_train, float)[None]
     config = {
         "study": "synthetic",
         "data": {"n_train": 256},
@@ -95,6 +106,7 @@ def synthetic_cube(alpha=0.5, beta=0.8, floor=0.0, noise=0.05, seeds=5, rng_seed
         {
             "test_rel_l2": (dims, err),
             "n_params": (dims, np.broadcast_to(n_params[:, None, None], err.shape).copy()),
+            "train_flops": (dims, np.broadcast_to(flops[..., None], err.shape).copy()),
             "status": (dims, np.zeros(err.shape, "int8")),
         },
         coords={"width": widths, "n_train": n_train, "seed": np.arange(seeds)},

@@ -8,7 +8,15 @@ from opscale import cube
 from tests.helpers import planned_jobs, run_snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.workflow
-FIGURES = ["error_vs_n_train", "error_vs_n_params", "error_heatmap"]
+FIGURES = [
+    "error_vs_n_train",
+    "error_vs_n_params",
+    "error_heatmap",
+    "fit_curves",
+    "fit_residuals",
+    "exponent_vs_dimension",
+    "compute_frontier",
+]
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,16 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder for fit.nc and fit.md (default: the cube's folder)",
     )
+    parser.add_argument(
+        "--bootstrap", type=int, default=None, help="bootstrap resamples (default: the study's)"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the bootstrap stream")
+    parser.add_argument(
+        "--response",
+        choices=["test_rel_l2", "val_rel_l2", "train_rel_l2"],
+        default=None,
+        help="error to fit (default: the study's, test_rel_l2)",
+    )
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -35,7 +45,8 @@ def _fit(args: argparse.Namespace) -> int:
         return 2
     out = args.out or args.cube.parent
     out.mkdir(parents=True, exist_ok=True)
-    fit_cube(str(args.cube), str(out / "fit.nc"), str(out / "fit.md"))
+    settings = {"bootstrap": args.bootstrap, "seed": args.seed, "response": args.response}
+    fit_cube(str(args.cube), str(out / "fit.nc"), str(out / "fit.md"), settings)
     print((out / "fit.md").read_text(), end="")
     return 0
 

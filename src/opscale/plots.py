@@ -22,7 +22,7 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from opscale import cube as cubes  # noqa: E402
-from opscale.fit import ERROR, grouping_axes, observations  # noqa: E402
+from opscale.fit import ERROR, grouping_axes, observations, table  # noqa: E402
 
 LABELS = {"n": "training functions n", "N": "parameters N", ERROR: "test relative L2 error"}
 
@@ -30,7 +30,8 @@ LABELS = {"n": "training functions n", "N": "parameters N", ERROR: "test relativ
 def draw_figures(cube_path: str, fit_path: str, outputs: dict[str, str]) -> None:
     """Draw the figures named in `outputs` (name -> PNG path)."""
     cube, fits = cubes.read(cube_path), cubes.read(fit_path)
-    obs, _ = observations(cube)
+    response = json.loads(fits.attrs.get("settings", "{}")).get("response", ERROR)
+    obs, _ = observations(cube, response)
     obs = _labelled(obs, grouping_axes(cube))
     sns.set_theme(style="whitegrid", context="paper")
     for name, path in outputs.items():
@@ -44,6 +45,9 @@ def _labelled(obs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     obs = obs.assign(N=obs["n_params"].astype(int))
     obs["model size"] = obs["N"].map(lambda v: f"N = {v:,}")
     obs["panel"] = obs[by].astype(str).agg(", ".join, axis=1) if by else ""
+    # the fit's group label of every model (opscale.fit.groups)
+    named = [f"{k}=" + obs[k].astype(str) for k in by]
+    obs["group"] = pd.concat(named, axis=1).agg(", ".join, axis=1) if by else "all"
     return obs
 
 
@@ -125,8 +129,172 @@ def error_heatmap(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
     return figure
 
 
+# ----------------------------------------------------------------- figures of the fit
+def _groups(obs: pd.DataFrame, fits: xr.Dataset) -> list[str]:
+    """Fit groups (labels of opscale.fit.groups) in the order of the observations."""
+    return list(obs["group"].unique())
+
+
+def _empty(figure: plt.Figure, ax, fits: xr.Dataset, what: str) -> None:
+    """Say on the axes why there is nothing to draw (the fit's notes)."""
+    notes = table(fits, "note")
+    reasons = "\n".join(f"{r.step}: {r.reason}" for r in notes.itertuples())[:600]
+    ax.text(0.5, 0.5, f"no {what}\n{reasons}", ha="center", va="center", wrap=True, fontsize=7)
+    ax.set_axis_off()
+
+
+def fit_curves(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
+    """Measured medians (IQR bars) with the robust law and its bootstrap band, vs n and N."""
+    curves, groups = table(fits, "curve"), _groups(obs, fits)
+    figure, axes = plt.subplots(len(groups), 2, figsize=(9.5, 3.6 * len(groups)), squeeze=False)
+    for row, group in zip(axes, groups, strict=True):
+        panel = obs[obs["group"] == group]
+        for ax, (x, other) in zip(row, [("n", "N"), ("N", "n")], strict=True):
+            mine = curves[(curves.group == group) & (curves.x_axis == x)] if len(curves) else curves
+            _curves_panel(ax, panel, mine, x, other, group)
+    figure.tight_layout()
+    return figure
+
+
+def _curves_panel(ax, panel: pd.DataFrame, curves: pd.DataFrame, x: str, other: str, group):
+    levels = sorted(panel[other].unique())
+    colours = dict(zip(levels, sns.color_palette("viridis", len(levels)), strict=True))
+    stats = panel.groupby([other, x])["err"].describe(percentiles=[0.25, 0.5, 0.75])
+    for (level, xv), r in stats.iterrows():
+        ax.errorbar(
+            xv,
+            r["50%"],
+            yerr=[[r["50%"] - r["25%"]], [r["75%"] - r["50%"]]],
+            fmt="o",
+            ms=4,
+            color=colours[level],
+        )
+    for level in levels:
+        label = f"{other} = {level:,.0f}"
+        curve = curves[curves.other == label] if len(curves) else curves
+        if len(curve):
+            ax.plot(curve.x, curve.fitted, color=colours[level], label=label)
+            ax.fill_between(curve.x, curve.low, curve.high, color=colours[level], alpha=0.2)
+    ax.set(xscale="log", yscale="log", xlabel=LABELS[x], ylabel=LABELS[ERROR], title=group)
+    _tick_at(ax.xaxis, sorted(panel[x].unique()))
+    if len(curves):
+        ax.legend(fontsize=6, title="robust law, 95% band", title_fontsize=6)
+
+
+def fit_residuals(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
+    """Residuals (log measured - log fitted) against the fitted error, robust and OLS."""
+    laws = [law for law in ("robust", "joint") if f"fitted_{law}" in fits]
+    figure, axes = plt.subplots(
+        1, max(len(laws), 1), figsize=(4.8 * max(len(laws), 1), 3.6), squeeze=False
+    )
+    if not laws:
+        _empty(figure, axes[0, 0], fits, "fitted law")
+    axis_names = list(json.loads(fits.attrs["axes"]))
+    for ax, law in zip(axes[0], laws, strict=False):
+        fitted = fits[f"fitted_{law}"].to_dataframe(name="fitted").reset_index()
+        frame = obs.merge(fitted, on=axis_names).dropna(subset=["fitted"])
+        frame = frame.assign(residual=np.log(frame["err"] / frame["fitted"]))
+        sns.scatterplot(
+            data=frame,
+            x="fitted",
+            y="residual",
+            hue="N",
+            palette="viridis",
+            style="panel" if frame["panel"].nunique() > 1 else None,
+            ax=ax,
+            s=18,
+        )
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(
+            xscale="log",
+            xlabel="fitted error",
+            ylabel="log(measured / fitted)",
+            title={"robust": "robust law (Huber)", "joint": "joint log-log OLS"}[law],
+        )
+    figure.tight_layout()
+    return figure
+
+
+def exponent_vs_dimension(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
+    """Measured exponents (robust law, 95% CI) vs intrinsic dimension, with the theory."""
+    rows = table(fits, "row")
+    figure, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), squeeze=False)
+    if rows.empty:
+        _empty(figure, axes[0, 0], fits, "exponent")
+        axes[0, 1].set_axis_off()
+        return figure
+    rows = rows[rows.law == (rows.law.iloc[0] if "robust" not in set(rows.law) else "robust")]
+    for ax, (term, name, rate) in zip(axes[0], THEORY_CURVES, strict=True):
+        _dimension_panel(ax, rows[rows.term == term], name, rate)
+    figure.tight_layout()
+    return figure
+
+
+def _dimension_panel(ax, rows: pd.DataFrame, name: str, rate) -> None:
+    finite = rows[np.isfinite(rows.intrinsic_dim)]
+    d2 = float(rows.output_dim.iloc[0]) if len(rows) else 1.0
+    b = np.arange(1, max(8, int(finite.intrinsic_dim.max()) + 2 if len(finite) else 8) + 1)
+    ax.plot(b, rate(b, d2), "k--", label="theory (finite inputs, upper bound)")
+    if len(finite):
+        ax.errorbar(
+            finite.intrinsic_dim,
+            finite.exponent,
+            yerr=[finite.exponent - finite.ci_low, finite.ci_high - finite.exponent],
+            fmt="o",
+            capsize=3,
+            label="measured [95% CI]",
+        )
+    for r in rows[~np.isfinite(rows.intrinsic_dim)].itertuples():
+        ax.axhspan(r.ci_low, r.ci_high, color="C1", alpha=0.2)
+        ax.axhline(r.exponent, color="C1", label=f"measured, b = ∞ ({r.group})")
+    ax.set(
+        xlabel="intrinsic input dimension b",
+        ylabel=f"exponent of {name}",
+        title=f"err ~ {name}^-exponent",
+    )
+    ax.legend(fontsize=7)
+
+
+THEORY_CURVES = (  # term, axis symbol, unsquared-error rate as a function of (b, d2)
+    ("log_N", "N", lambda b, d2: 1 / (b + d2)),
+    ("log_n", "n", lambda b, d2: 1 / (2 + b + d2)),
+)
+
+
+def compute_frontier(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
+    """Error vs training FLOPs of every grid point, with the predicted compute-optimal law."""
+    allocation = table(fits, "allocation")
+    groups = _groups(obs, fits)
+    figure, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.8), squeeze=False)
+    for ax, group in zip(axes[0], groups, strict=True):
+        panel = obs[obs["group"] == group]
+        if "train_flops" not in panel or allocation.empty:
+            _empty(figure, ax, fits, "compute-optimal allocation")
+            continue
+        _frontier_panel(ax, panel, allocation[allocation.group == group], group)
+    figure.tight_layout()
+    return figure
+
+
+def _frontier_panel(ax, panel, allocation, group) -> None:
+    points = panel.groupby(["N", "n"], as_index=False).agg(
+        flops=("train_flops", "median"), err=("err", "median")
+    )
+    sns.scatterplot(data=points, x="flops", y="err", hue="N", size="n", palette="viridis", ax=ax)
+    ax.plot(allocation.budget, allocation.err_opt, "k-", label="compute-optimal (robust law)")
+    ax.fill_between(
+        allocation.budget, allocation.err_low, allocation.err_high, color="k", alpha=0.15
+    )
+    ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel=LABELS[ERROR], title=group)
+    ax.legend(fontsize=6)
+
+
 FIGURES = {
     "error_vs_n_train": error_vs_n_train,
     "error_vs_n_params": error_vs_n_params,
     "error_heatmap": error_heatmap,
+    "fit_curves": fit_curves,
+    "fit_residuals": fit_residuals,
+    "exponent_vs_dimension": exponent_vs_dimension,
+    "compute_frontier": compute_frontier,
 }

@@ -7,7 +7,15 @@ validate_study(config, source=", ".join(map(str, workflow.configfiles)) or "conf
 STUDY = f"results/{config['study']}"
 POINTS = {point.id: point for point in grid.points(config)}
 DATA = grid.data_specs(config)
-FIGURES = ("error_vs_n_train", "error_vs_n_params", "error_heatmap")
+FIGURES = (
+    "error_vs_n_train",
+    "error_vs_n_params",
+    "error_heatmap",
+    "fit_curves",
+    "fit_residuals",
+    "exponent_vs_dimension",
+    "compute_frontier",
+)
 
 
 wildcard_constraints:

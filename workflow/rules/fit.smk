@@ -17,5 +17,8 @@ rule fit:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        # the fit: settings (bootstrap, floor rule, ...): changing them refits only
+        settings=config.get("fit", {}),
     script:
         "../scripts/fit.py"

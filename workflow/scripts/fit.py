@@ -4,4 +4,9 @@ from opscale.fit import fit_cube
 from opscale.jobs import job
 
 with job(snakemake):
-    fit_cube(snakemake.input.cube, snakemake.output.fit, snakemake.output.table)
+    fit_cube(
+        snakemake.input.cube,
+        snakemake.output.fit,
+        snakemake.output.table,
+        dict(snakemake.params.settings),
+    )

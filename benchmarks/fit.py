@@ -1,0 +1,55 @@
+"""Time the whole fit (every law, bootstrap, comparison, backtest, allocation) of a cube.
+
+    .venv/bin/python benchmarks/fit.py                       # 1,000 models, 1,000 resamples
+    .venv/bin/python benchmarks/fit.py --widths 25 --n 40 --seeds 3   # 1,000 grid points
+
+The cube is synthetic (tests/helpers.py: planted law with a floor, 5% log-normal noise);
+widths and training-set sizes are spread geometrically. Prints one Markdown table row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from opscale import fit  # noqa: E402
+from tests.helpers import synthetic_cube  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--widths", type=int, default=20, help="model sizes")
+    parser.add_argument("--n", type=int, default=10, help="training-set sizes")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per grid point")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    args = parser.parse_args()
+    widths = np.unique(np.geomspace(4, 400, args.widths).round().astype(int))
+    n_train = np.unique(np.geomspace(16, 4096, args.n).round().astype(int))
+    cube = synthetic_cube(floor=0.02, seeds=args.seeds, widths=widths, n_train=n_train)
+    start = time.perf_counter()
+    fits = fit.fit(cube, {"bootstrap": args.bootstrap})
+    seconds = time.perf_counter() - start
+    robust = fit.table(fits, "row").query("law == 'robust'")
+    exponents = ", ".join(f"{r.term} {r.exponent:.3f}" for r in robust.itertuples())
+    print(
+        f"| fit | {len(widths) * len(n_train)} points, {cube.test_rel_l2.size} models, "
+        f"{args.bootstrap} resamples | {seconds:.1f} s | {exponents} | "
+        f"{platform.processor() or platform.machine()}, {_cores()} cores |"
+    )
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    main()

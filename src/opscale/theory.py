@@ -1,0 +1,155 @@
+"""Predictions of the theory, as a registry: study parameters -> exponents with citations.
+
+Each entry of ``THEORIES`` is a function ``(params) -> list[Prediction]`` of a study's
+parameters (``b`` intrinsic input dimension, ``d2`` output-domain dimension, ``d`` input
+dimension of a deep ReLU regression, ``model`` the architecture), returning nothing when
+it does not apply. ``predictions(config)`` resolves the parameters of a (group's) study
+config and collects every applicable prediction.
+
+Every prediction refers to the **unsquared** error that opscale measures (the relative L2
+test error): err ~ N^-alpha (model axis), err ~ n^-beta (data axis). The bounds of the
+papers are stated for different errors, and are converted here:
+
+- the approximation error (model axis) is an unsquared norm: its exponent is used as is;
+- the generalisation bound (data axis) is for the *squared* error, err^2 ~ n^-r, so the
+  unsquared error decays with exponent r/2 (the table prints both).
+
+The rates are upper bounds (up to constants and log factors), as summarised from the
+papers: a measured exponent above the rate decays *faster than the bound*, one whose
+interval contains it is *consistent with* it, one below is *slower than the bound*.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+LZLS = (
+    "Liu, Zhang, Liao & Schaeffer 2024, Neural scaling laws of deep ReLU and deep operator "
+    "network: a theoretical study (arXiv 2410.00357), as summarised"
+)
+AXES = {"model": "N (parameters)", "data": "n (training functions)"}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One predicted exponent of the unsquared error along one axis.
+
+    Attributes
+    ----------
+    theory : str
+        Key of the registry entry that made it.
+    axis : str
+        ``"model"`` (N, parameters) or ``"data"`` (n, training functions).
+    exponent : float
+        Rate of the unsquared error, err ~ x^-exponent (0 for logarithmic rates: slower
+        than every power law).
+    formula : str
+        The rate as printed, with the parameters filled in.
+    citation : str
+        Where the bound comes from.
+    """
+
+    theory: str
+    axis: str
+    exponent: float
+    formula: str
+    citation: str
+
+
+def deeponet_finite_inputs(params: dict) -> list[Prediction]:
+    """DeepONet, inputs spanned by b orthonormal functions, output domain of dim d2.
+
+    Approximation err ~ N^-1/(b+d2); squared generalisation err ~ n^-2/(2+b+d2), i.e.
+    the unsquared error ~ n^-1/(2+b+d2).
+    """
+    b, d2 = params.get("b"), params["d2"]
+    if params["model"] != "deeponet" or b is None:
+        return []
+    return [
+        _power("deeponet_finite_inputs", "model", 1 / (b + d2), f"1/(b+d2) = 1/{b + d2}"),
+        _power(
+            "deeponet_finite_inputs",
+            "data",
+            1 / (2 + b + d2),
+            f"err^2: 2/(2+b+d2) = 2/{2 + b + d2}; err: half",
+        ),
+    ]
+
+
+def deeponet_lipschitz(params: dict) -> list[Prediction]:
+    """DeepONet on a general Lipschitz operator (infinite-dimensional inputs).
+
+    Only logarithmic rates, err ~ (log x / log log x)^-c: slower than any power law, so
+    its power-law exponent is 0 and every positive measured exponent is faster.
+    """
+    if params["model"] != "deeponet" or params.get("b") is not None:
+        return []
+    formula = "(log x / log log x)^-c: power-law exponent 0"
+    return [_power("deeponet_lipschitz", axis, 0.0, formula) for axis in AXES]
+
+
+def deep_relu(params: dict) -> list[Prediction]:
+    """Deep ReLU regression on a d-dimensional domain: N^-1/d; squared err n^-2/(2+d).
+
+    Applies to an MLP on a regression task (scalar output, d2 = 0) with known d.
+    """
+    d = params.get("b")
+    if params["model"] != "mlp" or d is None or params["d2"] != 0:
+        return []
+    return [
+        _power("deep_relu", "model", 1 / d, f"1/d = 1/{d}"),
+        _power("deep_relu", "data", 1 / (2 + d), f"err^2: 2/(2+d) = 2/{2 + d}; err: half"),
+    ]
+
+
+def _power(theory: str, axis: str, exponent: float, formula: str) -> Prediction:
+    return Prediction(theory, axis, float(exponent), formula, LZLS)
+
+
+THEORIES = {
+    "deeponet_finite_inputs": deeponet_finite_inputs,
+    "deeponet_lipschitz": deeponet_lipschitz,
+    "deep_relu": deep_relu,
+}
+
+
+def study_parameters(config: dict) -> dict:
+    """The parameters the theories depend on, from a resolved study config.
+
+    ``b`` is the intrinsic dimension of the inputs (``None``: infinite, e.g. a GRF); for a
+    deep ReLU regression it is the domain dimension d. ``d2`` is the output dimension.
+    """
+    from opscale.problems import intrinsic_dim, output_dim
+
+    problem = config.get("problem", {})
+    return {
+        "b": intrinsic_dim(problem),
+        "d2": output_dim(problem),
+        "model": config.get("model", {}).get("name", "deeponet"),
+    }
+
+
+def predictions(config: dict) -> list[Prediction]:
+    """Every applicable prediction for a study config (one per theory and axis)."""
+    params = study_parameters(config)
+    return [p for theory in THEORIES.values() for p in theory(params)]
+
+
+def group_config(config: dict, paths: dict) -> dict:
+    """A study config with a group's swept values set (dotted path -> value)."""
+    from opscale.config import set_path
+
+    resolved = copy.deepcopy(config)
+    for path, value in paths.items():
+        set_path(resolved, path, value)
+    return resolved
+
+
+def verdict(low: float, high: float, exponent: float) -> str:
+    """Where a measured interval [low, high] lies relative to a bound's exponent."""
+    if low > exponent:
+        return "faster than the bound"
+    if high < exponent:
+        return "slower than the bound"
+    return "consistent with the bound"

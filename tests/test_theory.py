@@ -1,0 +1,75 @@
+"""The theory registry: exponents of the papers, converted to the unsquared error."""
+
+import pytest
+
+from opscale import theory
+from opscale.problems.inputs import BASES
+
+
+def _by_axis(predictions):
+    return {p.axis: p for p in predictions}
+
+
+def test_deeponet_with_finite_inputs_gets_the_lzls_rates_of_the_unsquared_error():
+    rates = _by_axis(theory.deeponet_finite_inputs({"b": 3, "d2": 1, "model": "deeponet"}))
+    assert rates["model"].exponent == pytest.approx(1 / 4)  # 1/(b+d2)
+    assert rates["data"].exponent == pytest.approx(1 / 6)  # half of 2/(2+b+d2)
+    assert "2/(2+b+d2) = 2/6" in rates["data"].formula
+    assert "2410.00357" in rates["data"].citation
+
+
+def test_infinite_dimensional_inputs_get_only_logarithmic_rates():
+    rates = theory.predictions({"problem": {"name": "antiderivative", "inputs": {"family": "grf"}}})
+    assert {p.theory for p in rates} == {"deeponet_lipschitz"}
+    assert {p.axis: p.exponent for p in rates} == {"model": 0.0, "data": 0.0}
+
+
+def test_a_finite_series_of_b_modes_uses_b_from_the_problem():
+    family = sorted(BASES)[0]
+    config = {
+        "problem": {"name": "antiderivative", "inputs": {"family": family, "modes": 4}},
+        "model": {"name": "deeponet"},
+    }
+    rates = _by_axis(theory.predictions(config))
+    assert rates["model"].exponent == pytest.approx(1 / 5)
+    assert rates["data"].exponent == pytest.approx(1 / 7)
+
+
+def test_deep_relu_regression_on_d_dimensions():
+    rates = _by_axis(theory.deep_relu({"b": 4, "d2": 0, "model": "mlp"}))
+    assert rates["model"].exponent == pytest.approx(1 / 4)
+    assert rates["data"].exponent == pytest.approx(1 / 6)
+    assert theory.deep_relu({"b": 4, "d2": 0, "model": "deeponet"}) == []
+    assert theory.deep_relu({"b": None, "d2": 0, "model": "mlp"}) == []
+
+
+def test_each_theory_applies_to_its_own_case_only():
+    cases = {
+        ("deeponet", 3, 1): {"deeponet_finite_inputs"},
+        ("deeponet", None, 1): {"deeponet_lipschitz"},
+        ("mlp", 3, 0): {"deep_relu"},
+        ("mlp", None, 1): set(),
+    }
+    for (model, b, d2), expected in cases.items():
+        params = {"model": model, "b": b, "d2": d2}
+        found = {p.theory for fn in theory.THEORIES.values() for p in fn(params)}
+        assert found == expected, (model, b, d2)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "verdict"),
+    [
+        (0.3, 0.4, "faster than the bound"),
+        (0.1, 0.3, "consistent with the bound"),
+        (0.05, 0.15, "slower than the bound"),
+    ],
+)
+def test_verdict_places_the_interval_against_the_bound(low, high, verdict):
+    assert theory.verdict(low, high, 0.2) == verdict
+
+
+def test_group_config_sets_the_groups_values_without_touching_the_study():
+    study = {"problem": {"inputs": {"modes": 2}}}
+    group = theory.group_config(study, {"problem.inputs.modes": 6})
+    assert group["problem"]["inputs"]["modes"] == 6
+    assert study["problem"]["inputs"]["modes"] == 2

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fit.py                       # 1,000 models, 1,000 resamples
     .venv/bin/python benchmarks/fit.py --widths 25 --n 40 --seeds 3   # 1,000 grid points
+    .venv/bin/python benchmarks/fit.py --coverage 200 --bootstrap 200 # interval coverage
 
 The cube is synthetic (tests/helpers.py: planted law with a floor, 5% log-normal noise);
 widths and training-set sizes are spread geometrically. Prints one Markdown table row.
@@ -29,7 +30,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10, help="training-set sizes")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per grid point")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument(
+        "--coverage",
+        type=int,
+        default=0,
+        help="instead: coverage of the robust law's intervals over this many planted cubes",
+    )
     args = parser.parse_args()
+    if args.coverage:
+        return coverage(args.coverage, args.bootstrap)
     widths = np.unique(np.geomspace(4, 400, args.widths).round().astype(int))
     n_train = np.unique(np.geomspace(16, 4096, args.n).round().astype(int))
     cube = synthetic_cube(floor=0.02, seeds=args.seeds, widths=widths, n_train=n_train)
@@ -42,6 +51,25 @@ def main() -> None:
         f"| fit | {len(widths) * len(n_train)} points, {cube.test_rel_l2.size} models, "
         f"{args.bootstrap} resamples | {seconds:.1f} s | {exponents} | "
         f"{platform.processor() or platform.machine()}, {_cores()} cores |"
+    )
+
+
+def coverage(repetitions: int, resamples: int) -> None:
+    """Share of nominal 95% intervals of alpha and beta that contain the planted values."""
+    from opscale.rng import numpy_rng
+
+    law, settings = fit.AdditiveLaw(fit.TERMS), fit.fit_settings()
+    truth, hits = np.array([0.5, 0.8]), np.zeros(2)
+    start = time.perf_counter()
+    for rep in range(repetitions):
+        obs, _ = fit.observations(synthetic_cube(floor=0.05, noise=0.1, rng_seed=1000 + rep))
+        law_fit = fit.fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=resamples)
+        low, high = law_fit.interval(law.split(law_fit.draws)[2], 0.95)
+        hits += (low <= truth) & (truth <= high)
+    alpha, beta = hits / repetitions
+    print(
+        f"| coverage | {repetitions} planted cubes (floor 0.05, noise 0.1), {resamples} "
+        f"resamples | {time.perf_counter() - start:.0f} s | alpha {alpha:.3f}, beta {beta:.3f} |"
     )
 
 

@@ -409,7 +409,7 @@ def bootstrap_targets(frame: pd.DataFrame, resamples: int, rng) -> np.ndarray:
 
 
 def fit_law(
-    frame, law: AdditiveLaw, settings: dict, rng=None, robust: bool = True, resamples=None
+    frame, law: AdditiveLaw, settings: dict, rng=None, *, robust: bool = True, resamples=None
 ) -> LawFit:
     """Fit `law` to a group's models; bootstrap it (``resamples`` or ``fit.bootstrap``
     times) when `rng` is given.

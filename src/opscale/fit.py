@@ -866,8 +866,12 @@ def _flops_parameters(flops, group: str, settings: dict) -> list[dict]:
 # ---------------------------------------------------------------------------- theory
 def _attach_theory(report: Report, group: str, config: dict) -> None:
     """Add the theory's exponent and the verdict to the group's exponent rows."""
-    params = theory.study_parameters(config)
-    by_axis = {p.axis: p for p in theory.predictions(config)}
+    try:
+        params = theory.study_parameters(config)
+        by_axis = {p.axis: p for p in theory.predictions(config)}
+    except (ValueError, KeyError) as error:  # a cube whose config no longer resolves
+        report.note(group, "theory", f"no prediction: the problem does not resolve ({error})")
+        params, by_axis = {"b": None, "d2": math.nan}, {}
     for row in report.tables.get("row", []):
         if row["group"] != group or "verdict" in row:
             continue

@@ -22,6 +22,7 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from opscale import cube as cubes  # noqa: E402
+from opscale import theory  # noqa: E402
 from opscale.fit import ERROR, grouping_axes, observations, table  # noqa: E402
 
 LABELS = {"n": "training functions n", "N": "parameters N", ERROR: "test relative L2 error"}
@@ -255,9 +256,20 @@ def _dimension_panel(ax, rows: pd.DataFrame, name: str, rate) -> None:
     ax.legend(fontsize=7)
 
 
+def _finite_inputs_rate(axis: str):
+    """The registry's finite-input rate of `axis` as a function of (b array, d2)."""
+
+    def rate(b, d2):
+        params = [{"b": int(v), "d2": d2, "model": "deeponet"} for v in b]
+        found = [theory.deeponet_finite_inputs(p) for p in params]
+        return [next(p.exponent for p in preds if p.axis == axis) for preds in found]
+
+    return rate
+
+
 THEORY_CURVES = (  # term, axis symbol, unsquared-error rate as a function of (b, d2)
-    ("log_N", "N", lambda b, d2: 1 / (b + d2)),
-    ("log_n", "n", lambda b, d2: 1 / (2 + b + d2)),
+    ("log_N", "N", _finite_inputs_rate("model")),
+    ("log_n", "n", _finite_inputs_rate("data")),
 )
 
 

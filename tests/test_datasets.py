@@ -8,7 +8,7 @@ from scipy.integrate import cumulative_trapezoid
 from opscale import config as cfg
 from opscale import grid, problems
 from opscale.problems.datasets import DatasetError, files, resolve
-from tests.helpers import REPO
+from tests.helpers import REPO, planned_jobs, run_snakemake, tiny_config, write_config
 
 SHIPPED = REPO / "resources" / "datasets"
 ANTIDERIVATIVE = {
@@ -175,3 +175,29 @@ def test_missing_file_and_unreadable_file(tmp_path):
     _shipped("test").to_netcdf(tmp_path / "junk_test.nc")
     with pytest.raises(DatasetError, match=r"junk_train.nc: not a readable NetCDF file"):
         _build({"name": "dataset", "dataset": {"path": str(tmp_path / "junk")}})
+
+
+# ---------------------------------------------------------------- through the workflow
+
+
+@pytest.mark.workflow
+def test_a_dataset_study_runs_and_editing_the_file_rebuilds_its_data(tmp_path):
+    for part in ("train", "test"):
+        _shipped(part).isel(sample=slice(0, 60)).to_netcdf(tmp_path / f"mine_{part}.nc")
+    config = tiny_config(
+        study="mine",
+        problem={"name": "dataset", "dataset": {"path": str(tmp_path / "mine")}},
+        data={"n_train": 40, "n_val": 10, "n_test": 30},
+        sweep={"data.n_train": [20, 40]},
+    )
+    path = write_config(tmp_path / "mine.yaml", config)
+    work, cube_file = tmp_path / "work", "results/mine/cube.nc"  # no fit: it is slow
+    run_snakemake(work, path, cube_file)
+    cube = xr.open_dataset(work / cube_file)
+    assert cube.test_rel_l2.dims == ("n_train", "seed") and np.isfinite(cube.test_rel_l2).all()
+    assert planned_jobs(work, path, cube_file) == {}
+    edited = _shipped("train").isel(sample=slice(0, 60))
+    edited["u"] = edited.u * 2
+    edited.to_netcdf(tmp_path / "mine_train.nc")
+    planned = planned_jobs(work, path, cube_file)
+    assert planned["data"] == 2 and planned["train"] == 2  # one data file per n_train

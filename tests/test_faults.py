@@ -117,7 +117,10 @@ def test_a_bad_input_stops_snakemake_and_changes_nothing(workdir, change, messag
 @pytest.mark.workflow
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("study: tiny\nmodel: {width: 8\n", "while parsing a flow mapping"), (None, "nope.yaml")],
+    [
+        ("study: tiny\nmodel: {width: 8\n", "Config file is not valid JSON or YAML"),
+        (None, "No such file or directory: '"),
+    ],
     ids=["yaml-syntax-error", "file-not-found"],
 )
 def test_a_broken_study_file_stops_snakemake_and_changes_nothing(workdir, content, message):

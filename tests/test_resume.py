@@ -9,7 +9,9 @@ runs of the same config must also give bit-identical cubes (CPU determinism).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import copy
 import os
 import signal
 import subprocess
@@ -19,7 +21,8 @@ import numpy as np
 import psutil
 import pytest
 
-from opscale import cube
+from opscale import cube, status
+from opscale.config import validate_study
 from tests.helpers import REPO, SNAKEMAKE, tiny_config, write_config
 
 pytestmark = pytest.mark.workflow
@@ -119,6 +122,16 @@ def readable_files(workdir):
     return files
 
 
+def assert_status_shows_killed_jobs(workdir) -> int:
+    """Every point whose job was killed (Snakemake's incomplete marker) shows as failed."""
+    markers = workdir / ".snakemake" / "incomplete"
+    outputs = {base64.urlsafe_b64decode(p.name).decode() for p in markers.glob("*") if p.is_file()}
+    config = validate_study(copy.deepcopy(STUDY))
+    killed = [s for s in status.study_status(config, workdir) if str(s.path) in outputs]
+    assert all(s.state == "failed" and s.reason.startswith("incomplete") for s in killed)
+    return len(killed)
+
+
 def assert_locked_until_unlocked(workdir):
     """A killed run leaves Snakemake's lock: the plain rerun refuses, --unlock clears it."""
     command = snakemake_command(workdir, "--rerun-incomplete")
@@ -153,8 +166,9 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(referen
     for i, delay in enumerate(delays):
         alive, tree = kill_after(workdir, delay, ("--rerun-incomplete",))
         assert alive, f"kill {i} at {delay:.1f} s came after the run had finished"
-        print(f"kill {i}: {delay:.1f} s after start, killed {tree}")
         readable_files(workdir)
+        killed_points = assert_status_shows_killed_jobs(workdir)
+        print(f"kill {i}: {delay:.1f} s after start, killed {tree}, points {killed_points}")
         if i == 0:
             assert_locked_until_unlocked(workdir)
         else:

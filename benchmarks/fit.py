@@ -36,9 +36,12 @@ def main() -> None:
         default=0,
         help="instead: coverage of the robust law's intervals over this many planted cubes",
     )
+    parser.add_argument(
+        "--seed-noise", type=float, default=0.0, help="sd of the shift shared by a seed's models"
+    )
     args = parser.parse_args()
     if args.coverage:
-        return coverage(args.coverage, args.bootstrap)
+        return coverage(args.coverage, args.bootstrap, args.seed_noise)
     widths = np.unique(np.geomspace(4, 400, args.widths).round().astype(int))
     n_train = np.unique(np.geomspace(16, 4096, args.n).round().astype(int))
     cube = synthetic_cube(floor=0.02, seeds=args.seeds, widths=widths, n_train=n_train)
@@ -54,7 +57,7 @@ def main() -> None:
     )
 
 
-def coverage(repetitions: int, resamples: int) -> None:
+def coverage(repetitions: int, resamples: int, seed_noise: float) -> None:
     """Share of nominal 95% intervals of alpha and beta that contain the planted values."""
     from opscale.rng import numpy_rng
 
@@ -62,13 +65,15 @@ def coverage(repetitions: int, resamples: int) -> None:
     truth, hits = np.array([0.5, 0.8]), np.zeros(2)
     start = time.perf_counter()
     for rep in range(repetitions):
-        obs, _ = fit.observations(synthetic_cube(floor=0.05, noise=0.1, rng_seed=1000 + rep))
+        cube = synthetic_cube(floor=0.05, noise=0.1, seed_noise=seed_noise, rng_seed=1000 + rep)
+        obs, _ = fit.observations(cube)
         law_fit = fit.fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=resamples)
         low, high = law_fit.interval(law.split(law_fit.draws)[2], 0.95)
         hits += (low <= truth) & (truth <= high)
     alpha, beta = hits / repetitions
     print(
-        f"| coverage | {repetitions} planted cubes (floor 0.05, noise 0.1), {resamples} "
+        f"| coverage | {repetitions} planted cubes (floor 0.05, noise 0.1, seed noise "
+        f"{seed_noise}), {resamples} "
         f"resamples | {time.perf_counter() - start:.0f} s | alpha {alpha:.3f}, beta {beta:.3f} |"
     )
 

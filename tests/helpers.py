@@ -74,10 +74,13 @@ def synthetic_cube(
     rng_seed=0,
     widths=(4, 8, 16, 32),
     n_train=(16, 32, 64, 128, 256),
+    seed_noise=None,
 ):
     """A study cube with a planted law err = floor + 3 N^-alpha + 2 n^-beta (times noise).
 
-    Noise is multiplicative log-normal, partly shared within a seed (like nested data).
+    Noise is multiplicative log-normal with standard deviation `noise` per model, plus a
+    shift shared by all models of a seed (like nested data) of sd `seed_noise` (default:
+    `noise`; 0 for independent models).
     N = 10 width^2; training FLOPs are 6 N n x 100 steps (full batch).
     """
     import json
@@ -91,7 +94,7 @@ def synthetic_cube(
     widths, n_train = [int(w) for w in widths], [int(n) for n in n_train]
     n_params = np.array([10 * w * w for w in widths], float)
     law = floor + 3 * n_params[:, None] ** -alpha + 2 * np.array(n_train, float)[None] ** -beta
-    seed_effect = rng.normal(0, noise, seeds)
+    seed_effect = rng.normal(0, noise if seed_noise is None else seed_noise, seeds)
     err = law[..., None] * np.exp(
         seed_effect + rng.normal(0, noise, (len(widths), len(n_train), seeds))
     )

@@ -71,6 +71,7 @@ def test_bootstrap_intervals_cover_the_truth_at_their_nominal_rate():
     law, settings = fit.AdditiveLaw(fit.TERMS), fit.fit_settings({}, {"refine": 1})
     hits, repetitions = np.zeros(2), 200
     for rep in range(repetitions):
+        # nested-data noise: half of each model's noise variance is shared by its seed
         obs, _ = fit.observations(synthetic_cube(floor=0.05, noise=0.1, rng_seed=1000 + rep))
         law_fit = fit.fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=25)
         low, high = law_fit.interval(law.split(law_fit.draws)[2], 0.95)

@@ -1,6 +1,7 @@
 """Lose nothing: kill -9 the whole Snakemake process tree mid-sweep, resume, compare.
 
-The sweep is killed at random moments (delays drawn from a seeded generator), each time
+The sweep is killed at random moments (delays drawn from a seeded generator), and once
+right after a training job's first checkpoint, each time
 resumed with the documented commands (``snakemake --unlock`` then ``snakemake
 --rerun-incomplete``, same options), and killed again; the final cube must equal an
 uninterrupted run's bit for bit (every variable but ``wall_time``). Two uninterrupted
@@ -100,18 +101,28 @@ def _what(process: psutil.Process) -> str:
     return "?"
 
 
-def kill_after(workdir, delay: float, args=()) -> tuple[bool, list[str]]:
-    """Start the sweep, SIGKILL its tree after `delay` s; (was it running, what was killed)."""
+def kill_after(workdir, delay: float, args=(), when=None) -> tuple[bool, list[str]]:
+    """Start the sweep, SIGKILL its tree `delay` s after start (or after `when()` holds).
+
+    Returns whether it was still running, and what was killed.
+    """
     process = subprocess.Popen(
         snakemake_command(workdir, *args),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    while when is not None and not when() and process.poll() is None:
+        time.sleep(0.02)
     time.sleep(delay)
     if process.poll() is not None:
         return False, []
     return True, kill_tree(process)
+
+
+def checkpointed(workdir):
+    """A condition: some training job has written its first checkpoint."""
+    return lambda: any((workdir / "results" / "tiny" / "checkpoints").glob("*.pt"))
 
 
 def readable_files(workdir):
@@ -163,12 +174,16 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(referen
     rng = np.random.default_rng(KILL_SEED)
     # Each kill lands within the first 40% of what a whole run takes, so it is mid-sweep.
     delays = rng.uniform(0.1 * wall, 0.4 * wall, KILL_POINTS)
-    for i, delay in enumerate(delays):
-        alive, tree = kill_after(workdir, delay, ("--rerun-incomplete",))
+    # ... and one more right after a training job's first checkpoint, so the resumed
+    # training starts from it (the random ones mostly land in start-up, before any).
+    moments = [(delay, None) for delay in delays] + [(0.0, checkpointed(workdir))]
+    for i, (delay, when) in enumerate(moments):
+        alive, tree = kill_after(workdir, delay, ("--rerun-incomplete",), when)
         assert alive, f"kill {i} at {delay:.1f} s came after the run had finished"
         readable_files(workdir)
         killed_points = assert_status_shows_killed_jobs(workdir)
-        print(f"kill {i}: {delay:.1f} s after start, killed {tree}, points {killed_points}")
+        moment = "at the first checkpoint" if when else f"{delay:.1f} s after start"
+        print(f"kill {i}: {moment}, killed {tree}, {killed_points} points left failed")
         if i == 0:
             assert_locked_until_unlocked(workdir)
         else:
@@ -177,3 +192,5 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(referen
     assert "Nothing to be done" not in resumed.stdout + resumed.stderr
     assert_same_cube(reference_dir / TARGET, workdir / TARGET)
     assert (cube.read(workdir / TARGET).status == cube.OK).all()
+    logs = (workdir / "results" / "tiny" / "logs" / "train").glob("*.log")
+    assert any("resumed from" in log.read_text() for log in logs)

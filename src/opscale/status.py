@@ -152,16 +152,29 @@ def add_status_arguments(parser) -> None:
 
 
 def study_configs(args) -> list[dict]:
-    """The validated configs the arguments select (every known study when none is named)."""
-    from opscale.config import load
+    """The validated configs the arguments select.
 
-    if args.config is not None:
-        return [load(args.config)]
-    configs = [load(path) for path in known_study_files(args.directory)]
-    chosen = [c for c in configs if args.study in (None, c["study"])]
+    ``--config FILE``: that study; ``--study NAME``: the known study of that name (see
+    ``known_study_files``); neither: every known study that has a ``results/<study>/``
+    folder in the working directory.
+    """
+    from opscale.config import ConfigError, load
+
+    try:
+        if args.config is not None:
+            return [load(args.config)]
+        configs = [load(path) for path in known_study_files(args.directory)]
+    except ConfigError as error:
+        raise SystemExit(f"opscale: {error}") from None
+    names = ", ".join(sorted({c["study"] for c in configs})) or "none"
+    if args.study is None:
+        chosen = [c for c in configs if (args.directory / "results" / c["study"]).is_dir()]
+        what = f"no study has results in {args.directory / 'results'}"
+    else:
+        chosen = [c for c in configs if c["study"] == args.study]
+        what = f"no study named {args.study!r}"
     if not chosen:
-        names = ", ".join(sorted({c["study"] for c in configs})) or "none"
-        raise SystemExit(f"opscale: no study named {args.study!r}; known studies: {names}")
+        raise SystemExit(f"opscale: {what}; known studies: {names}")
     return chosen
 
 

@@ -64,6 +64,19 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == [path.name]
 
 
+def test_collect_aligns_curves_of_points_with_different_budgets(tmp_path):
+    short = cube.point_dataset(_results(steps=2), SPEC, {"train.steps": 20}, {"seed": [0, 1]})
+    long = cube.point_dataset(_results(steps=4), SPEC, {"train.steps": 40}, {"seed": [0, 1]})
+    paths = [tmp_path / "short.nc", tmp_path / "long.nc"]
+    for ds, path in zip([short, long], paths, strict=True):
+        cube.write(ds, path)
+    result = cube.collect([str(p) for p in paths], {"sweep": {"train.steps": [20, 40]}})
+    assert list(result.step.values) == [10, 20, 30, 40]
+    curve = result.loss_curve.sel(steps=20)
+    np.testing.assert_array_equal(curve.sel(step=[10, 20]), short.loss_curve)
+    assert np.isnan(curve.sel(step=[30, 40])).all()
+
+
 def test_collect_builds_the_grid_and_marks_missing_points(tmp_path):
     paths = [_point(tmp_path, 4, 8), _point(tmp_path, 8, 8, status=[0, 1]), _point(tmp_path, 4, 16)]
     config = {"sweep": {"model.width": [4, 8], "data.n_train": [8, 16]}}

@@ -4,7 +4,8 @@ Point file (one per grid point, written by the ``train`` rule)::
 
     dims: member (one per model), step (logged training steps), eval (validation checks)
     coords: seed(member) [and n_train(member) when n_train is a member axis],
-            loss_step(step), eval_step(eval), one scalar per swept job axis
+            step(step), eval(eval) (the optimisation steps of the curves), one scalar per
+            swept job axis
     vars:  test_rel_l2, train_rel_l2, val_rel_l2, test_linf, final_loss, best_step,
            steps_trained, n_params, train_flops, wall_time, status (member);
            loss_curve (member, step);
@@ -51,9 +52,9 @@ VARIABLES = {  # name: (long_name, units)
     "wall_time": ("wall time of the whole group's job (all members at once)", "s"),
     "status": ("training outcome", "1"),
     "loss_curve": ("training loss (MSE) during training", "units of s squared"),
-    "loss_step": ("optimisation step of the loss curve", "steps"),
+    "step": ("optimisation step of the loss curve", "steps"),
     "val_curve": ("relative L2 validation error during training", "1"),
-    "eval_step": ("optimisation step of the validation checks", "steps"),
+    "eval": ("optimisation step of the validation checks", "steps"),
     "seed": ("repetition seed (data draw and initialisation)", "1"),
 }
 
@@ -68,8 +69,9 @@ def point_dataset(results: dict, spec: dict, coords: dict, members: dict) -> xr.
     """
     results = dict(results)
     steps = {
-        "loss_step": ("step", results.pop("loss_step")),
-        "eval_step": ("eval", results.pop("eval_step")),
+        # indexed by step number, so points trained with different budgets align in a cube
+        "step": ("step", results.pop("loss_step")),
+        "eval": ("eval", results.pop("eval_step")),
     }
     data_vars = {name: (("member",), values) for name, values in results.items()}
     data_vars["loss_curve"] = (("member", "step"), results["loss_curve"])

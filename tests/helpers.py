@@ -35,10 +35,10 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, config: Path, *args: str, check: bool = True):
-    """Run the real workflow on `config` with `workdir` as working directory."""
+def snakemake_command(workdir: Path, config: Path, *args: str) -> list[str]:
+    """The command line of the real workflow on `config`, with `workdir` as working directory."""
     # --configfile takes several values, so it comes last, after any target
-    cmd = [
+    return [
         str(SNAKEMAKE),
         "-s",
         str(REPO / "Snakefile"),
@@ -50,6 +50,11 @@ def run_snakemake(workdir: Path, config: Path, *args: str, check: bool = True):
         "--configfile",
         str(config),
     ]
+
+
+def run_snakemake(workdir: Path, config: Path, *args: str, check: bool = True):
+    """Run the real workflow on `config` with `workdir` as working directory."""
+    cmd = snakemake_command(workdir, config, *args)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")

@@ -24,7 +24,8 @@ import pytest
 
 from opscale import cube, status
 from opscale.config import validate_study
-from tests.helpers import REPO, SNAKEMAKE, tiny_config, write_config
+from tests import helpers
+from tests.helpers import tiny_config, write_config
 
 pytestmark = pytest.mark.workflow
 KILL_POINTS = int(os.environ.get("OPSCALE_KILL_POINTS", "3"))
@@ -42,19 +43,7 @@ NOT_DETERMINISTIC = ("wall_time",)
 
 def snakemake_command(workdir, *args):
     """The Snakemake command line of these tests (the cube only: no fit or figures)."""
-    return [
-        str(SNAKEMAKE),
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--cores",
-        "2",
-        TARGET,
-        *args,
-        "--configfile",
-        str(workdir / "study.yaml"),
-    ]
+    return helpers.snakemake_command(workdir, workdir / "study.yaml", TARGET, *args)
 
 
 def run(workdir, *args):

@@ -77,6 +77,14 @@ def test_collect_aligns_curves_of_points_with_different_budgets(tmp_path):
     assert np.isnan(curve.sel(step=[30, 40])).all()
 
 
+def test_collect_of_a_study_without_sweep_axes_has_only_seeds(tmp_path):
+    path = tmp_path / "point.nc"
+    cube.write(cube.point_dataset(_results(), SPEC, {}, {"seed": [0, 1]}), path)
+    result = cube.collect([str(path)], {"sweep": {}})
+    assert result.test_rel_l2.dims == ("seed",)
+    np.testing.assert_array_equal(result.test_rel_l2, cube.read(path).test_rel_l2)
+
+
 def test_collect_builds_the_grid_and_marks_missing_points(tmp_path):
     paths = [_point(tmp_path, 4, 8), _point(tmp_path, 8, 8, status=[0, 1]), _point(tmp_path, 4, 16)]
     config = {"sweep": {"model.width": [4, 8], "data.n_train": [8, 16]}}

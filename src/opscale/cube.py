@@ -145,7 +145,7 @@ def collect(paths: list[str], config: dict) -> xr.Dataset:
         compat="equals",
         join="outer",
     )
-    cube = stacked.set_index(member=[*names, "seed"]).unstack("member")
+    cube = _unstack(stacked, names)
     cube = cube.reindex({name: values for name, (_, values) in sweep.items()})
     cube["status"] = cube["status"].fillna(MISSING)
     cube = cube.transpose(*names, "seed", ...)
@@ -212,6 +212,13 @@ def _read_points(paths: list[str]) -> tuple[list[xr.Dataset], dict[str, str]]:
         except PointFileError as error:
             bad.update(error.bad)
     return points, bad
+
+
+def _unstack(stacked: xr.Dataset, names: list[str]) -> xr.Dataset:
+    """Members -> grid dims (axes + seed); a study without sweep axes has only seeds."""
+    if not names:  # one index level is not a MultiIndex: nothing to unstack
+        return stacked.swap_dims(member="seed")
+    return stacked.set_index(member=[*names, "seed"]).unstack("member")
 
 
 def _members_with_axes(ds: xr.Dataset, names: list[str]) -> xr.Dataset:

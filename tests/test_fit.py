@@ -224,3 +224,9 @@ def test_the_theory_is_computed_per_group_from_its_intrinsic_dimension():
         expected = 1 / (b + 1) if r.term == "log_N" else 1 / (2 + b + 1)
         assert r.theory_exponent == pytest.approx(expected)
         assert r.theory == "deeponet_finite_inputs"
+
+
+def test_groups_fitted_in_parallel_processes_give_the_same_fit():
+    cube_ = _two_dimensions()
+    serial, parallel = fit.fit(cube_, FAST), fit.fit(cube_, FAST, workers=2)
+    assert serial.identical(parallel)

@@ -11,6 +11,7 @@ function running it). Each runner imports what it needs, so ``opscale --help`` i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,12 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="error to fit (default: the study's, test_rel_l2)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes fitting groups in parallel (default: one per CPU)",
+    )
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -46,7 +53,7 @@ def _fit(args: argparse.Namespace) -> int:
     out = args.out or args.cube.parent
     out.mkdir(parents=True, exist_ok=True)
     settings = {"bootstrap": args.bootstrap, "seed": args.seed, "response": args.response}
-    fit_cube(str(args.cube), str(out / "fit.nc"), str(out / "fit.md"), settings)
+    fit_cube(str(args.cube), str(out / "fit.nc"), str(out / "fit.md"), settings, args.workers)
     print((out / "fit.md").read_text(), end="")
     return 0
 

@@ -65,6 +65,7 @@ fitted errors ``fitted_<law>`` on the grid.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import math
@@ -119,7 +120,9 @@ def fit_settings(config: dict | None = None, overrides: dict | None = None) -> d
 
 
 # -------------------------------------------------------------------------- entry points
-def fit_cube(cube_path, fit_path, table_path, settings: dict | None = None) -> xr.Dataset:
+def fit_cube(
+    cube_path, fit_path, table_path, settings: dict | None = None, workers: int = 1
+) -> xr.Dataset:
     """Fit a cube file; write fit.nc and the Markdown report fit.md.
 
     Parameters
@@ -128,24 +131,49 @@ def fit_cube(cube_path, fit_path, table_path, settings: dict | None = None) -> x
         The study cube (input), fit.nc and fit.md (outputs).
     settings : dict, optional
         Overrides of the study's ``fit:`` settings (e.g. ``{"bootstrap": 200}``).
+    workers : int
+        Processes fitting groups in parallel (the result does not depend on it).
     """
-    fits = fit(cubes.read(cube_path), settings)
+    fits = fit(cubes.read(cube_path), settings, workers)
     cubes.write(fits, fit_path)
     with open(table_path, "w") as fh:
         fh.write(markdown(fits))
     return fits
 
 
-def fit(cube: xr.Dataset, settings: dict | None = None) -> xr.Dataset:
-    """Every fit of every group of a cube, as one dataset of tables (see module doc)."""
+def fit(cube: xr.Dataset, settings: dict | None = None, workers: int = 1) -> xr.Dataset:
+    """Every fit of every group of a cube, as one dataset of tables (see module doc).
+
+    Groups are independent (each bootstraps from its own named stream), so with
+    ``workers > 1`` they are fitted in that many processes, with identical results.
+    """
     config = json.loads(cube.attrs["config"])
     settings = fit_settings(config, settings)
     obs, excluded = observations(cube, settings["response"])
     report = Report()
     report.add("excluded", excluded_models(cube, settings["response"]))
-    for label, frame, paths in groups(obs, cube):
-        fit_group(frame, label, theory.group_config(config, paths), settings, report)
+    tasks = [
+        (frame, label, theory.group_config(config, paths), settings)
+        for label, frame, paths in groups(obs, cube)
+    ]
+    for group_report in _map(_fit_one_group, tasks, workers):
+        report.merge(group_report)
     return _dataset(report, cube, excluded, settings)
+
+
+def _fit_one_group(task: tuple) -> Report:
+    """``fit_group`` of one (frame, label, config, settings) into its own report."""
+    report = Report()
+    fit_group(*task, report)
+    return report
+
+
+def _map(function, tasks: list, workers: int) -> list:
+    """`function` over `tasks`, in order, in up to `workers` processes."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [function(task) for task in tasks]
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks))) as pool:
+        return list(pool.map(function, tasks))
 
 
 @dataclass
@@ -157,6 +185,12 @@ class Report:
 
     def add(self, name: str, rows: list[dict]) -> None:
         self.tables.setdefault(name, []).extend(rows)
+
+    def merge(self, other: Report) -> None:
+        """Append another report's rows and fitted errors (a group fitted elsewhere)."""
+        for name, rows in other.tables.items():
+            self.add(name, rows)
+        self.fitted.extend(other.fitted)
 
     def note(self, group: str, step: str, reason: str) -> None:
         log.info("%s, %s: %s", group, step, reason)

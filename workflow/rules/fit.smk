@@ -14,6 +14,8 @@ rule fit:
         f"{STUDY}/benchmarks/fit.tsv"
     conda:
         "../../envs/opscale.yaml"
+    # groups (e.g. one per intrinsic dimension) are fitted in parallel processes
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=30,

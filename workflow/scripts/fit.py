@@ -9,4 +9,5 @@ with job(snakemake):
         snakemake.output.fit,
         snakemake.output.table,
         dict(snakemake.params.settings),
+        workers=snakemake.threads,
     )

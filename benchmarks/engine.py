@@ -35,6 +35,7 @@ os.environ.setdefault("DDE_BACKEND", "pytorch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from scipy.stats import mannwhitneyu  # noqa: E402
 from torch import nn  # noqa: E402
 
 from opscale import config as cfg  # noqa: E402
@@ -317,11 +318,13 @@ def report(args, peak, speeds, warmup, errors, flops: int, started_load) -> str:
             f"Accuracy: {args.accuracy_models} models per method, "
             f"{args.accuracy_steps} full-batch steps, mean relative L2 test error.",
             "",
-            "| method | median | min | max |",
-            "|---|---|---|---|",
+            "| method | median | min | max | Mann-Whitney p vs the first |",
+            "|---|---|---|---|---|",
         ]
+        first = next(iter(errors.values()))
         lines += [
-            f"| {n} | {statistics.median(e):.4f} | {min(e):.4f} | {max(e):.4f} |"
+            f"| {n} | {statistics.median(e):.4f} | {min(e):.4f} | {max(e):.4f} | "
+            f"{mannwhitneyu(first, e).pvalue:.2f} |"
             for n, e in errors.items()
         ]
     return "\n".join(lines) + "\n"
@@ -348,6 +351,11 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=100, help="steps per round and method")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--accuracy-models", type=int, default=16)
+    parser.add_argument(
+        "--accuracy-methods",
+        default="engine-S16,plain,deepxde",
+        help="methods whose test errors are compared (comma-separated)",
+    )
     parser.add_argument("--accuracy-steps", type=int, default=10000)
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
@@ -364,8 +372,8 @@ def main(argv=None) -> None:
     names += ["plain", "plain-fused"] + (["deepxde"] if deepxde_available() else [])
     methods = {name: build(name, data, args.width) for name in names}
     warmup = warm(methods)
-    speeds = throughput(methods, args.rounds, args.steps)
-    accuracy_names = ["engine-S16", "plain"] + (["deepxde"] if "deepxde" in names else [])
+    speeds = {k: v for k, v in throughput(methods, args.rounds, args.steps).items() if v}
+    accuracy_names = [n for n in args.accuracy_methods.split(",") if n in names]
     errors = accuracy(accuracy_names, data, args.accuracy_models, args.accuracy_steps, args.width)
     text = report(args, peak, speeds, warmup, errors, step_flops(args.width), started_load)
     print(text)

@@ -1034,89 +1034,82 @@ def _theory_cell(r) -> str:
     return f"{r.theory_exponent:.3f} ({r.theory_formula}; {r.theory})"
 
 
-def _estimates_table(fits) -> str:
-    rows = table(fits, "row")
+def _section(fits, name: str, title: str, header: list[str], cells) -> str:
+    """A Markdown section: table `name` of fit.nc, one row ``cells(record)`` per record."""
+    rows = table(fits, name)
     if rows.empty:
         return ""
-    body = [
-        [
-            r.group,
-            r.law,
-            TERM_AXIS[r.term],
-            f"{r.exponent:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
-            r.n_obs,
-            r.n_clusters,
-            f"{r.r_squared:.3f}",
-            r.method,
-        ]
-        for r in rows.itertuples()
-    ]
+    return f"## {title}\n\n" + _md(header, [cells(r) for r in rows.itertuples()])
+
+
+def _estimates_table(fits) -> str:
     header = ["group", "law", "axis", "exponent [95% CI]", "models", "seeds", "R²", "method"]
-    return "## Every estimate\n\n" + _md(header, body)
+    return _section(fits, "row", "Every estimate", header, _estimate_cells)
+
+
+def _estimate_cells(r) -> list:
+    return [
+        r.group,
+        r.law,
+        TERM_AXIS[r.term],
+        f"{r.exponent:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
+        r.n_obs,
+        r.n_clusters,
+        f"{r.r_squared:.3f}",
+        r.method,
+    ]
 
 
 def _parameters_table(fits) -> str:
-    rows = table(fits, "parameter")
-    if rows.empty:
-        return ""
-    body = [
-        [r.group, r.law, r.name, f"{r.estimate:.4g} [{r.ci_low:.4g}, {r.ci_high:.4g}]"]
-        for r in rows.itertuples()
-    ]
-    return "## Parameters\n\n" + _md(["group", "law", "parameter", "estimate [95% CI]"], body)
+    header = ["group", "law", "parameter", "estimate [95% CI]"]
+    return _section(fits, "parameter", "Parameters", header, _parameter_cells)
+
+
+def _parameter_cells(r) -> list:
+    return [r.group, r.law, r.name, f"{r.estimate:.4g} [{r.ci_low:.4g}, {r.ci_high:.4g}]"]
 
 
 def _comparison_table(fits) -> str:
-    rows = table(fits, "comparison")
-    if rows.empty:
-        return ""
-    body = [
-        [
-            r.group,
-            r.law,
-            r.formula,
-            r.params,
-            f"{r.aic:.1f}",
-            f"{r.delta_aic:.1f}",
-            f"{r.bic:.1f}",
-            f"{r.delta_bic:.1f}",
-        ]
-        for r in rows.itertuples()
-    ]
     header = ["group", "law", "formula", "params", "AIC", "ΔAIC", "BIC", "ΔBIC"]
-    return "## Alternatives (AIC/BIC, lower is better)\n\n" + _md(header, body)
+    title = "Alternatives (AIC/BIC, lower is better)"
+    return _section(fits, "comparison", title, header, _comparison_cells)
+
+
+def _comparison_cells(r) -> list:
+    information = (r.aic, r.delta_aic, r.bic, r.delta_bic)
+    return [r.group, r.law, r.formula, r.params, *(f"{v:.1f}" for v in information)]
+
+
+BACKTEST_HEADER = [
+    "group",
+    "held out (largest)",
+    "method",
+    "N",
+    "n",
+    "measured (median)",
+    "predicted [95% PI]",
+    "error",
+    "models in PI",
+]
 
 
 def _backtest_table(fits) -> str:
-    rows = table(fits, "backtest")
-    if rows.empty:
-        return ""
-    body = [
-        [
-            r.group,
-            r.held_out,
-            r.method,
-            f"{r.N:,}",
-            f"{r.n:,}",
-            f"{r.measured:.4g}",
-            f"{r.predicted:.4g} [{r.pi_low:.4g}, {r.pi_high:.4g}]",
-            f"{100 * r.rel_error:+.1f}%",
-            f"{r.inside}/{r.models}",
-        ]
-        for r in rows.itertuples()
+    text = _section(fits, "backtest", "Extrapolation backtest", BACKTEST_HEADER, _backtest_cells)
+    return text + _backtest_summary(table(fits, "backtest")) if text else ""
+
+
+def _backtest_cells(r) -> list:
+    return [
+        r.group,
+        r.held_out,
+        r.method,
+        f"{r.N:,}",
+        f"{r.n:,}",
+        f"{r.measured:.4g}",
+        f"{r.predicted:.4g} [{r.pi_low:.4g}, {r.pi_high:.4g}]",
+        f"{100 * r.rel_error:+.1f}%",
+        f"{r.inside}/{r.models}",
     ]
-    header = [
-        "group",
-        "held out (largest)",
-        "method",
-        "N",
-        "n",
-        "measured (median)",
-        "predicted [95% PI]",
-        "error",
-        "models in PI",
-    ]
-    return "## Extrapolation backtest\n\n" + _md(header, body) + _backtest_summary(rows)
 
 
 def _backtest_summary(rows: pd.DataFrame) -> str:
@@ -1137,32 +1130,32 @@ def _backtest_summary(rows: pd.DataFrame) -> str:
     return "\n" + _md(header, body)
 
 
+ALLOCATION_HEADER = [
+    "group",
+    "FLOPs",
+    "N*",
+    "n*",
+    "predicted err",
+    "extrapolated",
+    "best trained (N, n, err)",
+]
+
+
 def _allocation_table(fits) -> str:
-    rows = table(fits, "allocation")
-    if rows.empty:
-        return ""
-    body = [
-        [
-            r.group,
-            f"{r.budget:.3g}",
-            f"{r.N_opt:,.0f} [{r.N_low:,.0f}, {r.N_high:,.0f}]",
-            f"{r.n_opt:,.0f} [{r.n_low:,.0f}, {r.n_high:,.0f}]",
-            f"{r.err_opt:.4g} [{r.err_low:.4g}, {r.err_high:.4g}]",
-            r.extrapolated,
-            _measured_cell(r),
-        ]
-        for r in rows.itertuples()
+    title = "Compute-optimal allocation"
+    return _section(fits, "allocation", title, ALLOCATION_HEADER, _allocation_cells)
+
+
+def _allocation_cells(r) -> list:
+    return [
+        r.group,
+        f"{r.budget:.3g}",
+        f"{r.N_opt:,.0f} [{r.N_low:,.0f}, {r.N_high:,.0f}]",
+        f"{r.n_opt:,.0f} [{r.n_low:,.0f}, {r.n_high:,.0f}]",
+        f"{r.err_opt:.4g} [{r.err_low:.4g}, {r.err_high:.4g}]",
+        r.extrapolated,
+        _measured_cell(r),
     ]
-    header = [
-        "group",
-        "FLOPs",
-        "N*",
-        "n*",
-        "predicted err",
-        "extrapolated",
-        "best trained (N, n, err)",
-    ]
-    return "## Compute-optimal allocation\n\n" + _md(header, body)
 
 
 def _measured_cell(r) -> str:

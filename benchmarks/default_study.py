@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import publish  # benchmarks/results.py
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -113,10 +115,7 @@ def main(argv=None) -> None:
             for tree in trees.values():
                 cleanup(tree)
     text = report(revs, runs, args)
-    print(text)
-    if not args.no_append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write("\n" + text)
+    publish(text, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from opscale import grid, problems, train  # noqa: E402
 from opscale.evaluate import relative_l2  # noqa: E402
 from opscale.models import build_model  # noqa: E402
 from opscale.problems.tensors import Split  # noqa: E402
+from results import publish  # noqa: E402  (benchmarks/results.py)
 
 HERE = Path(__file__).resolve().parent
 SENSORS = QUERIES = 100
@@ -376,10 +377,7 @@ def main(argv=None) -> None:
     accuracy_names = [n for n in args.accuracy_methods.split(",") if n in names]
     errors = accuracy(accuracy_names, data, args.accuracy_models, args.accuracy_steps, args.width)
     text = report(args, peak, speeds, warmup, errors, step_flops(args.width), started_load)
-    print(text)
-    if not args.no_append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write("\n" + text)
+    publish(text, append=not args.no_append)
 
 
 if __name__ == "__main__":

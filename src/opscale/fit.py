@@ -1022,7 +1022,7 @@ def _theory_table(fits, config) -> str:
             r.verdict,
             r.law,
         ]
-        for r in _headline(rows).sort_values(["group", "term"]).itertuples()
+        for r in _headline(rows).sort_index().itertuples()  # groups in sweep order
     ]
     header = ["study", "axis", "measured [95% CI]", "theory", "verdict", "law"]
     return "## Measured vs theory\n\n" + _md(header, body)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results import publish  # benchmarks/results.py
+from results_file import publish  # benchmarks/results_file.py
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -35,6 +35,7 @@ os.environ.setdefault("DDE_BACKEND", "pytorch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from results_file import publish  # noqa: E402  (benchmarks/results_file.py)
 from scipy.stats import mannwhitneyu  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -43,7 +44,6 @@ from opscale import grid, problems, train  # noqa: E402
 from opscale.evaluate import relative_l2  # noqa: E402
 from opscale.models import build_model  # noqa: E402
 from opscale.problems.tensors import Split  # noqa: E402
-from results import publish  # noqa: E402  (benchmarks/results.py)
 
 HERE = Path(__file__).resolve().parent
 SENSORS = QUERIES = 100

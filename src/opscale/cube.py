@@ -59,13 +59,16 @@ VARIABLES = {  # name: (long_name, units)
 }
 
 
-def point_dataset(results: dict, spec: dict, coords: dict, members: dict) -> xr.Dataset:
+def point_dataset(
+    results: dict, spec: dict, coords: dict, members: dict, measured: xr.Dataset | None = None
+) -> xr.Dataset:
     """The point file of one trained job from its per-member result arrays.
 
     `coords` maps the dotted path of each swept job axis to the job's value; each becomes
     a scalar coordinate named by its axis name (``model.width`` -> ``width``). `members`
     maps coordinate names to per-member values (``seed``, and ``n_train`` when the job
-    trains several training-set sizes).
+    trains several training-set sizes). `measured` holds the variables of the study's
+    measures (``opscale.measures``), on ``member`` and their own dimensions.
     """
     results = dict(results)
     steps = {
@@ -79,6 +82,8 @@ def point_dataset(results: dict, spec: dict, coords: dict, members: dict) -> xr.
     axes = {axis_name(path): ((), value, axis_attrs(path)) for path, value in coords.items()}
     per_member = {name: ("member", values) for name, values in members.items()}
     ds = xr.Dataset(data_vars, coords={**per_member, **steps, **axes})
+    if measured is not None:
+        ds = ds.merge(measured.drop_vars(list(per_member), errors="ignore"))
     ds.attrs["config"] = json.dumps(spec, sort_keys=True)
     ds.attrs["axes"] = json.dumps({axis_name(path): path for path in coords})
     return describe(ds)

@@ -79,15 +79,16 @@ from scipy import optimize
 from statsmodels.robust.scale import mad
 from statsmodels.tools import eval_measures
 
+from opscale import analyses, theory
 from opscale import cube as cubes
-from opscale import theory
 from opscale.rng import numpy_rng
 
 log = logging.getLogger(__name__)
 ERROR = "test_rel_l2"
 DATA_AXIS = "data.n_train"
 CONFIDENCE = 0.95
-GROUPING_MODEL_AXES = ("model.name", "model.activation")  # not a model *size*: fitted apart
+# model axes that are not a model *size*: each value is fitted apart
+GROUPING_MODEL_AXES = ("model.name", "model.activation", "model.linearized", "model.shared")
 LAWS = {  # OLS laws, name: (regressors whose exponents are reported, fixed effect)
     "data": (["log_n"], "log_N"),
     "model": (["log_N"], "log_n"),
@@ -156,8 +157,11 @@ def fit(cube: xr.Dataset, settings: dict | None = None, workers: int = 1) -> xr.
         (frame, label, theory.group_config(config, paths), settings)
         for label, frame, paths in groups(obs, cube)
     ]
-    for group_report in _map(_fit_one_group, tasks, workers):
+    for group_report in _map(_fit_one_group, tasks if settings["scaling"] else [], workers):
         report.merge(group_report)
+    for name in settings["analyses"]:
+        for table_name, frame in analyses.load(name).analyse(cube, settings).items():
+            report.add(f"{name}_{table_name}", frame.to_dict("records"))
     return _dataset(report, cube, excluded, settings)
 
 
@@ -928,7 +932,8 @@ TABLE_ORDER = ("parameter", "comparison", "backtest", "allocation", "curve", "ex
 
 def _dataset(report: Report, cube: xr.Dataset, excluded: dict, settings: dict) -> xr.Dataset:
     ds = _table_dataset(pd.DataFrame(report.tables.get("row", [])), "row", prefix="")
-    for name in TABLE_ORDER:
+    extra = [name for name in report.tables if name not in (*TABLE_ORDER, "row")]
+    for name in (*TABLE_ORDER, *extra):  # the fit's tables, then the analyses'
         ds = ds.merge(_table_dataset(pd.DataFrame(report.tables.get(name, [])), name))
     for law, grid in _fitted_grids(report.fitted, cube):
         ds[f"fitted_{law}"] = grid.assign_attrs(
@@ -983,7 +988,17 @@ def _fitted_grids(fitted: list, cube: xr.Dataset):
 def markdown(fits: xr.Dataset) -> str:
     """fit.md: headline theory table, every estimate, comparison, backtest, allocation."""
     config = json.loads(fits.attrs["config"])
-    sections = [
+    settings = json.loads(fits.attrs.get("settings", "{}"))
+    scaling = _scaling_sections(fits, config) if settings.get("scaling", True) else []
+    studies = [analyses.load(name).markdown(fits) for name in settings.get("analyses", [])]
+    if not scaling:
+        scaling = [f"# Analyses: {config.get('study', '?')}\n", _notes(fits)]
+    return "\n".join(s for s in [*scaling, *studies] if s)
+
+
+def _scaling_sections(fits: xr.Dataset, config: dict) -> list[str]:
+    """The scaling-law sections of fit.md."""
+    return [
         f"# Scaling-law fit: {config.get('study', '?')}\n\n"
         f"Response: {fits.attrs.get('response', '')}. Exponents: err ~ x^-exponent; the "
         "data-axis bounds of the squared error are halved for it (see opscale.theory).\n",
@@ -995,7 +1010,6 @@ def markdown(fits: xr.Dataset) -> str:
         _allocation_table(fits),
         _notes(fits),
     ]
-    return "\n".join(s for s in sections if s)
 
 
 def _md(header: list[str], rows: list[list]) -> str:

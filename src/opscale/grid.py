@@ -9,7 +9,7 @@ Its id is readable and content-addressed::
     width40-n_train1000-3f2a9c1b0e
 
 a label of its swept values plus a hash of its fully resolved parameters (problem, data,
-model, train, seeds). Changing any fixed parameter changes every id, so a stale result is
+model, train, measure, seeds). Changing any fixed parameter changes every id, so a stale result is
 never reused; adding a value to an axis only adds new ids. Keys under ``runtime`` say how
 to run, not what to compute, and are left out of the hash.
 
@@ -31,7 +31,7 @@ from opscale.config import axis_name, set_path
 
 HASH_CHARS = 10
 # Sections of the config that decide what a model computes (the content of a point).
-SPEC_SECTIONS = ("problem", "data", "model", "train", "seeds")
+SPEC_SECTIONS = ("problem", "data", "model", "train", "measure", "seeds")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Each figure is a function ``(obs, fits) -> matplotlib Figure`` in the ``FIGURES``
 registry; ``obs`` is ``opscale.fit.observations`` of the cube (trained, non-diverged
-models) and ``fits`` the fit dataset. Lines show the median over seeds with the
+models) and ``fits`` the fit dataset. A study's analyses (``opscale.analyses``) add
+their own figures, drawn from ``(cube, fits)``. Lines show the median over seeds with the
 interquartile range; dashed lines are the fitted law. Other swept axes become panels.
 """
 
@@ -21,8 +22,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from opscale import analyses, theory  # noqa: E402
 from opscale import cube as cubes  # noqa: E402
-from opscale import theory  # noqa: E402
 from opscale.fit import ERROR, grouping_axes, observations, table  # noqa: E402
 
 LABELS = {"n": "training functions n", "N": "parameters N", ERROR: "test relative L2 error"}
@@ -35,8 +36,12 @@ def draw_figures(cube_path: str, fit_path: str, outputs: dict[str, str]) -> None
     obs, _ = observations(cube, response)
     obs = _labelled(obs, grouping_axes(cube))
     sns.set_theme(style="whitegrid", context="paper")
+    studies = analyses.figures(json.loads(fits.attrs.get("settings", "{}")).get("analyses", []))
     for name, path in outputs.items():
-        figure = FIGURES[name](obs, fits)
+        if name in FIGURES:
+            figure = FIGURES[name](obs, fits)
+        else:  # an analysis' figure draws from the cube itself
+            figure = getattr(analyses.load(studies[name]), name)(cube, fits)
         figure.savefig(path, dpi=130, bbox_inches="tight")
         plt.close(figure)
 

@@ -44,6 +44,7 @@ from opscale import cube
 from opscale.ensemble import params_per_member
 from opscale.evaluate import evaluate, relative_l2
 from opscale.grid import digest
+from opscale.measures import Measures
 from opscale.models import build_model
 from opscale.problems.tensors import Split, load_splits
 from opscale.rng import numpy_rng, torch_generator
@@ -89,6 +90,8 @@ def train_point(
         params_per_member(model),
         device,
     )
+    measures = Measures(spec, members)
+    measures.start(model, data)  # at initialisation, also when resuming
     trainer = Trainer(model, data, spec["train"], members, compile=runtime["compile"])
     checkpoint = Checkpoint(checkpoint_path, runtime["checkpoint_every"], digest(spec))
     checkpoint.restore(trainer)
@@ -97,8 +100,10 @@ def train_point(
     results["train_flops"] = training_flops(
         model, data, spec["train"], members, trainer.steps_trained
     )
+    measured = measures.finish(model, data)
     results["wall_time"] = np.full(len(members), time.perf_counter() - started)
-    cube.write(cube.point_dataset(results, spec, coords, members.coords()), out_path)
+    point = cube.point_dataset(results, spec, coords, members.coords(), measured)
+    cube.write(point, out_path)
     checkpoint.remove()
 
 
@@ -239,6 +244,12 @@ class Trainer:
         self.sampler = Sampler(members, recipe["batch_size"], data["train"].u.device)
         self.validated = data["val"].s.shape[1] > 0
         self.kept = [p.detach().clone() for p in model.parameters()]  # reported state
+        # per-member buffers (first dim = members, e.g. a wrapper's theta0) follow the members
+        self.buffers = {
+            name: b.detach().clone()
+            for name, b in model.named_buffers()
+            if b.dim() and b.shape[0] == size
+        }
         self.best_error = np.full(size, np.inf)
         self.best_step = np.zeros(size, dtype=int)
         self.steps_trained = np.zeros(size, dtype=int)
@@ -368,12 +379,22 @@ class Trainer:
                         state[moment] = state[moment][keep]
         self.active = self.active[~done]
         self.train = self._live(self.data["train"])
+        self._slice_buffers(self.active)
+
+    def _slice_buffers(self, rows: np.ndarray | None) -> None:
+        """Set the per-member buffers to the rows `rows` of their full size (None: all)."""
+        modules = dict(self.model.named_modules())
+        for name, full in self.buffers.items():
+            owner, _, attr = name.rpartition(".")
+            index = slice(None) if rows is None else torch.as_tensor(rows, device=full.device)
+            setattr(modules[owner], attr, full[index])
 
     def restore_kept(self) -> None:
         """Put every member's reported state back into the (full-size) model."""
         with torch.no_grad():
             for kept, p in zip(self.kept, self.model.parameters(), strict=True):
                 p.data = kept.clone()
+        self._slice_buffers(None)
 
     # ---------------------------------------------------------------- results and state
     def results(self) -> dict:
@@ -424,6 +445,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         self.train = self._live(self.data["train"])
+        self._slice_buffers(self.active)
 
 
 def member_losses(model, u, y, s, weights) -> torch.Tensor:

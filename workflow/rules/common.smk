@@ -1,5 +1,6 @@
 # Config validation (once, at parse time), the grid, and the input functions of the rules.
 from opscale import grid
+from opscale.analyses import figures as analysis_figures
 from opscale.config import validate_study
 
 validate_study(config, source=", ".join(map(str, workflow.configfiles)) or "config")
@@ -7,7 +8,7 @@ validate_study(config, source=", ".join(map(str, workflow.configfiles)) or "conf
 STUDY = f"results/{config['study']}"
 POINTS = {point.id: point for point in grid.points(config)}
 DATA = grid.data_specs(config)
-FIGURES = (
+SCALING_FIGURES = (
     "error_vs_n_train",
     "error_vs_n_params",
     "error_heatmap",
@@ -16,6 +17,16 @@ FIGURES = (
     "exponent_vs_dimension",
     "compute_frontier",
 )
+# figure name -> report category: the scaling figures (unless fit.scaling is off), then
+# those of the study's analyses
+FIGURES = {
+    **(
+        {name: "Scaling" for name in SCALING_FIGURES}
+        if config["fit"]["scaling"]
+        else {}
+    ),
+    **analysis_figures(config["fit"]["analyses"]),
+}
 
 
 wildcard_constraints:

@@ -9,9 +9,9 @@ rule figures:
             name: report(
                 f"{STUDY}/figures/{name}.png",
                 caption=f"../report/{name}.rst",
-                category="Scaling",
+                category=category,
             )
-            for name in FIGURES
+            for name, category in FIGURES.items()
         },
     log:
         f"{STUDY}/logs/figures.log",

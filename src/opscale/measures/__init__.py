@@ -1,0 +1,48 @@
+"""Per-member measurements beyond the errors, turned on by a study's ``measure:`` section.
+
+``MEASURES`` maps each name of the ``measure:`` section to a class built as
+``Measure(options, spec, members)`` (its options, the point's resolved spec, the job's
+``opscale.train.Members``). A training job calls, for every enabled measure:
+
+- ``start(model, data)`` on the freshly built model, at initialisation: before any
+  checkpoint is restored and before training (so a resumed job measures the same state);
+- ``finish(model, data) -> xarray.Dataset`` after training, with the model holding each
+  member's reported (best) state.
+
+``data`` maps ``train``/``val``/``test`` to ``Split(u, y, s)`` with one row per member
+(member i trains on its first ``members.n_train[i]`` training functions). The Dataset's
+variables have ``member`` as their first dimension, any further dimensions with
+coordinates, and ``long_name``/``units`` attributes; it is merged into the point file
+and collected into the cube like every other variable. The section is part of a point's
+spec, so turning a measure on gives new point ids (the files hold different content).
+"""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from opscale.measures import iteration, ntk
+
+MEASURES: dict[str, type] = {"ntk": ntk.NTK, "iteration": iteration.IterationMeasure}
+
+
+class Measures:
+    """The enabled measures of one job, started and finished together."""
+
+    def __init__(self, spec: dict, members):
+        options = spec.get("measure", {})
+        unknown = sorted(set(options) - set(MEASURES))
+        if unknown:
+            raise ValueError(
+                f"measure: unknown measure(s) {', '.join(unknown)}; "
+                f"registered: {', '.join(sorted(MEASURES)) or 'none'}"
+            )
+        self.measures = [MEASURES[name](opts, spec, members) for name, opts in options.items()]
+
+    def start(self, model, data: dict) -> None:
+        for measure in self.measures:
+            measure.start(model, data)
+
+    def finish(self, model, data: dict) -> xr.Dataset:
+        """Every measure's variables, merged (an empty Dataset when none is enabled)."""
+        return xr.merge([m.finish(model, data) for m in self.measures], compat="no_conflicts")

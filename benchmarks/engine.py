@@ -36,7 +36,7 @@ os.environ.setdefault("DDE_BACKEND", "pytorch")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from results_file import publish  # noqa: E402  (benchmarks/results_file.py)
-from scipy.stats import mannwhitneyu  # noqa: E402
+from scipy.stats import mannwhitneyu, wilcoxon  # noqa: E402
 from torch import nn  # noqa: E402
 
 from opscale import config as cfg  # noqa: E402
@@ -96,6 +96,8 @@ class Engine:
         }
         self.trainer = train.Trainer(self.model, self.data, recipe, table, compile=compile)
         self.members = members
+        self.initial = dict(self.model.named_parameters())
+        self.initial = {name: p.detach().clone() for name, p in self.initial.items()}
 
     def steps(self, k: int) -> None:
         for _ in range(k):
@@ -140,6 +142,17 @@ class Plain:
         self.test = (_t(data["u_test"]), _t(data["s_test"]))
         self.loss = nn.MSELoss()
         self.members = 1
+
+    def start_from(self, engine: Engine, member: int) -> Plain:
+        """Take the initial weights of one engine member (a seed-matched comparison)."""
+        initial = {k: v[member] for k, v in engine.initial.items()}
+        with torch.no_grad():
+            for net in ("branch", "trunk"):
+                for j, layer in enumerate(getattr(self.model, net)[::2]):
+                    layer.weight.copy_(initial[f"{net}.layers.{j}.weight"].T)
+                    layer.bias.copy_(initial[f"{net}.layers.{j}.bias"][0])
+            self.model.b0.copy_(initial["bias"].flatten())
+        return self
 
     def steps(self, k: int) -> None:
         for _ in range(k):
@@ -225,7 +238,11 @@ def throughput(methods: dict, rounds: int, steps: int) -> dict[str, list[float]]
 
 
 def build(name: str, data, width: int, seed: int = 0):
-    """A fresh method by name: engine-S<k>[-compiled], plain, plain-fused, deepxde."""
+    """A fresh method by name: engine-S<k>[-compiled], plain, plain-fused, deepxde.
+
+    ``plain-matched`` (accuracy only) is the plain loop started from the engine's initial
+    weights for the same seed, so the two differ only in how they compute.
+    """
     if name.startswith("engine"):
         members = int(name.split("-")[1][1:])
         return Engine(data, members, width, name.endswith("compiled"), seed)
@@ -254,8 +271,11 @@ def accuracy(names, data, models: int, steps: int, width: int) -> dict[str, list
             errors[name] = method.test_errors()
         else:
             errors[name] = []
+            initial = Engine(data, models, width, False) if name == "plain-matched" else None
             for seed in range(models):
-                method = build(name, data, width, seed)
+                method = build(name.removesuffix("-matched"), data, width, seed)
+                if initial is not None:
+                    method.start_from(initial, seed)
                 method.steps(steps)
                 errors[name] += method.test_errors()
         print(f"accuracy {name}: median {statistics.median(errors[name]):.4f}", flush=True)
@@ -328,7 +348,23 @@ def report(args, peak, speeds, warmup, errors, flops: int, started_load) -> str:
             f"{mannwhitneyu(first, e).pvalue:.2f} |"
             for n, e in errors.items()
         ]
+        lines += _paired(errors)
     return "\n".join(lines) + "\n"
+
+
+def _paired(errors: dict[str, list[float]]) -> list[str]:
+    """Seed by seed, engine vs the plain loop from the same initial weights."""
+    engine = next((e for n, e in errors.items() if n.startswith("engine")), None)
+    if engine is None or "plain-matched" not in errors:
+        return []
+    ratio = np.array(errors["plain-matched"]) / np.array(engine)
+    return [
+        "",
+        f"Seed-matched (plain loop started from each engine member's initial weights): "
+        f"plain/engine error ratio median {np.median(ratio):.3f} "
+        f"(min {ratio.min():.3f}, max {ratio.max():.3f}); Wilcoxon signed-rank p = "
+        f"{wilcoxon(errors['plain-matched'], engine).pvalue:.2f}.",
+    ]
 
 
 def _ratio(ref, name, base) -> str:
@@ -372,6 +408,7 @@ def main(argv=None) -> None:
     names += [] if args.no_compile else [f"{n}-compiled" for n in names]
     names += ["plain", "plain-fused"] + (["deepxde"] if deepxde_available() else [])
     methods = {name: build(name, data, args.width) for name in names}
+    names.append("plain-matched")  # accuracy only
     warmup = warm(methods)
     speeds = {k: v for k, v in throughput(methods, args.rounds, args.steps).items() if v}
     accuracy_names = [n for n in args.accuracy_methods.split(",") if n in names]

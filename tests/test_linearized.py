@@ -1,0 +1,237 @@
+"""The linearized model, the empirical-NTK measure and the linearization study."""
+
+import numpy as np
+import pytest
+import torch
+
+from opscale import config as cfg
+from opscale import cube, grid, problems, train
+from opscale.ensemble import params_per_member
+from opscale.measures import ntk
+from opscale.models import build_model
+from opscale.problems.tensors import Split
+from opscale.rng import torch_generator
+
+DEEPONET = {"name": "deeponet", "width": 12, "depth": 3, "p": None, "activation": "tanh"}
+MLP = {"name": "mlp", "width": 12, "depth": 3, "p": None, "activation": "relu"}
+SHAPES = {"sensors": 7, "y_dim": 1, "queries": 5}
+F64 = torch.float64
+
+
+def _model(spec, seeds=(0, 1, 2), linearized=False):
+    generators = [torch_generator(s, "init") for s in seeds]
+    return build_model({**spec, "linearized": linearized}, SHAPES, generators, F64)
+
+
+def _inputs(members=3, n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(members, n, SHAPES["sensors"], generator=g, dtype=F64)
+    return u, torch.rand(SHAPES["queries"], 1, generator=g, dtype=F64)
+
+
+def _move(model, directions, scale=1.0):
+    with torch.no_grad():
+        for p, d in zip(model.parameters(), directions, strict=True):
+            p.add_(scale * d)
+
+
+def _directions(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype) for p in model.parameters()]
+
+
+# ------------------------------------------------------------------ linearized model
+@pytest.mark.parametrize("spec", [DEEPONET, MLP], ids=["deeponet", "mlp"])
+def test_linearized_model_at_theta0_equals_the_network(spec):
+    u, y = _inputs()
+    torch.testing.assert_close(_model(spec, linearized=True)(u, y), _model(spec)(u, y))
+
+
+def test_linearized_model_on_unaligned_points_equals_the_network():
+    u, _ = _inputs()
+    y = torch.rand(3, 4, 6, 1, dtype=F64)
+    torch.testing.assert_close(
+        _model(DEEPONET, linearized=True)(u, y), _model(DEEPONET)(u, y), rtol=0, atol=1e-14
+    )
+
+
+@pytest.mark.parametrize("spec", [DEEPONET, MLP], ids=["deeponet", "mlp"])
+def test_linearized_model_is_affine_in_theta(spec):
+    model, u = _model(spec, linearized=True), _inputs()[0]
+    y = _inputs()[1]
+    base = model(u, y).detach()
+    d1, d2 = _directions(model, 1), _directions(model, 2)
+    _move(model, d1)
+    one = model(u, y).detach() - base
+    _move(model, d1, -1.0)
+    _move(model, d2)
+    two = model(u, y).detach() - base
+    _move(model, d1, 2.0)  # theta0 + 2 d1 + d2
+    torch.testing.assert_close(model(u, y) - base, 2 * one + two, rtol=0, atol=1e-12)
+
+
+def test_linearized_model_differs_from_the_network_away_from_theta0():
+    net, lin = _model(DEEPONET), _model(DEEPONET, linearized=True)
+    u, y = _inputs()
+    for model in (net, lin):
+        _move(model, _directions(model, 3), 5.0)
+    assert (net(u, y) - lin(u, y)).abs().max() > 1e-2
+
+
+def test_linearized_model_keeps_n_and_counts_three_forwards():
+    net, lin = _model(DEEPONET), _model(DEEPONET, linearized=True)
+    assert params_per_member(lin) == params_per_member(net)
+    assert lin.flops(10, 5, True) == 3 * net.flops(10, 5, True)
+    assert all(b.shape[0] == 3 for b in lin.buffers())  # theta0: per member
+
+
+def test_fused_adamw_trains_theta_and_leaves_theta0():
+    model = _model(DEEPONET, linearized=True)
+    theta0 = [b.clone() for b in model.buffers()]
+    u, y = _inputs()
+    target = torch.sin(u[..., :5])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = (model(u, y) - target).square().mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    assert all(torch.equal(a, b) for a, b in zip(theta0, model.buffers(), strict=True))
+
+
+def test_linearized_member_equals_the_single_linearized_model():
+    batched, single = _model(DEEPONET, linearized=True), _model(DEEPONET, (1,), linearized=True)
+    d = _directions(single, 4)
+    _move(single, d)
+    _move(batched, [torch.cat([torch.zeros_like(x), x, torch.zeros_like(x)]) for x in d])
+    u, y = _inputs()
+    torch.testing.assert_close(batched(u, y)[1:2], single(u[1:2], y), rtol=0, atol=1e-13)
+
+
+# ------------------------------------------------------------------ NTK: known answers
+def test_alignment_of_the_target_kernel_is_one_and_of_the_identity_one_over_root_m():
+    y = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64)
+    assert ntk.alignment(torch.outer(y, y), y) == pytest.approx(1.0, abs=1e-15)
+    assert ntk.alignment(torch.eye(4, dtype=F64), y) == pytest.approx(0.5, abs=1e-15)
+
+
+def test_kernel_distance_of_proportional_and_orthogonal_kernels():
+    a = torch.diag(torch.tensor([1.0, 0.0], dtype=F64))
+    b = torch.diag(torch.tensor([0.0, 1.0], dtype=F64))
+    assert ntk.kernel_distance(a, 3 * a) == pytest.approx(0.0, abs=1e-15)
+    assert ntk.kernel_distance(a, b) == pytest.approx(1.0, abs=1e-15)
+
+
+def _members(n_train=(4, 4, 4)):
+    return train.Members(np.arange(len(n_train)), np.array(n_train), np.arange(len(n_train)), False)
+
+
+def _split(members=3, n=6, seed=0):
+    u, y = _inputs(members, n, seed)
+    return Split(u, y, torch.cos(u[..., :5]))
+
+
+def test_kernel_of_a_linear_map_is_delta_times_inputs_gram_plus_one():
+    # f(u) = u W + b: Θ[(a,k),(a',k')] = δ_kk' (u_a·u_a' + 1)
+    model = _model({**MLP, "depth": 1})
+    measure = ntk.NTK({"functions": 3, "queries": None}, {}, _members())
+    sub = measure.subsample({"train": _split()}, "train")
+    kernel = ntk.batched_kernels(model, sub)[1]
+    u = sub.u[1]
+    expected = torch.kron(u @ u.T + 1, torch.eye(5, dtype=F64))
+    torch.testing.assert_close(kernel, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_batched_kernels_equal_each_members_own_jacobian():
+    model = _model(DEEPONET)
+    measure = ntk.NTK({"functions": 3, "queries": 2}, {}, _members((4, 2, 4)))
+    sub = measure.subsample({"train": _split()}, "train")
+    kernels = ntk.batched_kernels(model, sub)
+    assert [k.shape[0] for k in kernels] == [6, 4, 6]  # member 1 has only 2 functions
+    for i, kernel in enumerate(kernels):
+        single = _model(DEEPONET, (i,))
+        rows = slice(0, sub.valid[i] // 2)
+
+        def outputs(*params, i=i, rows=rows, single=single):
+            names = [n for n, _ in single.named_parameters()]
+            out = torch.func.functional_call(
+                single, dict(zip(names, params, strict=True)), (sub.u[i : i + 1, rows], sub.y)
+            )
+            return out[0][:, sub.cols[i]].reshape(-1)
+
+        jac = torch.autograd.functional.jacobian(outputs, tuple(single.parameters()))
+        flat = torch.cat([j.reshape(j.shape[0], -1) for j in jac], dim=1)
+        torch.testing.assert_close(kernel, flat @ flat.T, rtol=1e-10, atol=1e-12)
+
+
+def _measured(model, move=True):
+    data = {"train": _split(n=6), "val": _split(n=3, seed=2), "test": _split(n=8, seed=1)}
+    measure = ntk.NTK({"functions": 4, "queries": 3}, {}, _members((6, 6, 6)))
+    measure.start(model, data)
+    if move:
+        _move(model, _directions(model, 5), 3.0)
+    return measure.finish(model, data)
+
+
+def test_the_linearized_models_kernel_does_not_move():
+    ds = _measured(_model(DEEPONET, linearized=True))
+    for split in ntk.SPLITS:
+        np.testing.assert_allclose(ds[f"ntk_distance_{split}"], 0, atol=1e-12)
+        np.testing.assert_allclose(
+            ds[f"ntk_alignment_{split}_end"], ds[f"ntk_alignment_{split}_init"], rtol=1e-12
+        )
+
+
+def test_the_networks_kernel_moves_and_equals_the_linearized_ones_at_init():
+    net, lin = _measured(_model(DEEPONET)), _measured(_model(DEEPONET, linearized=True))
+    assert (net["ntk_distance_train"] > 1e-3).all()
+    for split in ntk.SPLITS:
+        np.testing.assert_allclose(
+            net[f"ntk_alignment_{split}_init"], lin[f"ntk_alignment_{split}_init"], rtol=1e-12
+        )
+    assert all(0 <= v <= 1 for name in net.data_vars for v in net[name].values)
+    assert all(net[name].attrs["long_name"] and net[name].dims == ("member",) for name in net)
+
+
+# ------------------------------------------------------------------ through the trainer
+@pytest.fixture
+def linearized_spec(tmp_path):
+    config = cfg.validate_study(
+        {
+            "study": "lin-unit",
+            "seeds": [0, 1],
+            "problem": {"sensors": 12, "queries": 6, "resolution": 101},
+            "data": {"n_train": 16, "n_val": 4, "n_test": 8},
+            "model": {"width": 6, "depth": 2, "activation": "tanh", "linearized": True},
+            "train": {"epochs": 6, "batch_size": 4, "eval_every": 2, "lr": 0.01},
+            "measure": {"ntk": {"functions": 4, "queries": 3}},
+            "sweep": {"data.n_train": [8, 16]},
+            "members": ["data.n_train"],
+        }
+    )
+    point = grid.points(config)[0]
+    path = tmp_path / "data.nc"
+    problems.make_data_file(grid.data_specs(config)[point.data_id], path)
+    return point.spec, path
+
+
+def _train(spec, path, out):
+    runtime = {"device": "cpu", "compile": False, "checkpoint_every": 0}
+    train.train_point(
+        {**spec, "train": {**spec["train"], "dtype": "float64"}}, {}, path, out, runtime
+    )
+    return cube.read(out)
+
+
+def test_grouped_linearized_members_train_as_if_alone(linearized_spec, tmp_path):
+    # budgets 12 and 24 steps: the n=8 members stop first and theta0 is sliced with them
+    spec, path = linearized_spec
+    grouped = _train(spec, path, tmp_path / "grouped.nc")
+    alone = _train({**spec, "data": {**spec["data"], "n_train": 8}}, path, tmp_path / "alone.nc")
+    small = grouped.isel(member=grouped["n_train"].values == 8)
+    np.testing.assert_allclose(small["test_rel_l2"], alone["test_rel_l2"], rtol=1e-10)
+    np.testing.assert_allclose(grouped["ntk_distance_train"], 0, atol=1e-10)
+    assert (grouped["steps_trained"].values == [12, 24, 12, 24]).all()

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from opscale.measures import iteration, ntk
-
-MEASURES: dict[str, type] = {"ntk": ntk.NTK, "iteration": iteration.IterationMeasure}
+MEASURES: dict[str, type] = {}
 
 
 class Measures:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import xarray as xr
 
-MEASURES: dict[str, type] = {}
+from opscale.measures import ntk
+
+MEASURES: dict[str, type] = {"ntk": ntk.NTK}
 
 
 class Measures:

@@ -28,7 +28,9 @@ class Analysis:
     figures: tuple[str, ...] = ()
 
 
-ANALYSES: dict[str, Analysis] = {}
+ANALYSES: dict[str, Analysis] = {
+    "recovery": Analysis("opscale.analyses.recovery", ("recovery_probability", "recovery_rank")),
+}
 
 
 def load(name: str) -> ModuleType:

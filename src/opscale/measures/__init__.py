@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import xarray as xr
 
-from opscale.measures import ntk
+from opscale.measures import ntk, recovery
 
-MEASURES: dict[str, type] = {"ntk": ntk.NTK}
+MEASURES: dict[str, type] = {"ntk": ntk.NTK, "recovery": recovery.Recovery}
 
 
 class Measures:

@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 from scipy.interpolate import RegularGridInterpolator
 
-from opscale.problems import datasets, regression
+from opscale.problems import datasets, regression, teacher
 from opscale.problems.inputs import FAMILIES, INTRINSIC_DIMS
 from opscale.problems.layout import SPLITS, dataset
 from opscale.problems.operators import OPERATORS, OUTPUT_DIMS
@@ -176,19 +176,23 @@ PROBLEMS = {
     **{name: generate_operator_data for name in OPERATORS},
     "dataset": datasets.build,
     "subspace_regression": regression.build,
+    "tanh_teacher": teacher.build,
 }
 PROBLEM_KINDS = {
     **{name: "operator" for name in OPERATORS},
     "dataset": "dataset",
     "subspace_regression": "regression",
+    "tanh_teacher": "teacher",
 }
 INTRINSIC_DIM_OF = {
     "operator": lambda p: INTRINSIC_DIMS[p["inputs"]["family"]](p["inputs"]),
     "dataset": lambda p: None,
     "regression": lambda p: p["dim"],
+    "teacher": lambda p: p["dim"],
 }
 OUTPUT_DIM_OF = {
     "operator": lambda p: OUTPUT_DIMS[p["name"]],
     "dataset": datasets.output_dim,
     "regression": lambda p: 0,
+    "teacher": lambda p: 0,
 }

@@ -29,6 +29,9 @@ class Analysis:
 
 
 ANALYSES: dict[str, Analysis] = {
+    "iteration": Analysis(
+        "opscale.analyses.iteration", ("iteration_residuals", "iteration_error_vs_k")
+    ),
     "recovery": Analysis("opscale.analyses.recovery", ("recovery_probability", "recovery_rank")),
 }
 

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import xarray as xr
 
-from opscale.measures import ntk, recovery
+from opscale.measures import iteration, ntk, recovery
 
-MEASURES: dict[str, type] = {"ntk": ntk.NTK, "recovery": recovery.Recovery}
+MEASURES: dict[str, type] = {
+    "ntk": ntk.NTK,
+    "iteration": iteration.IterationMeasure,
+    "recovery": recovery.Recovery,
+}
 
 
 class Measures:

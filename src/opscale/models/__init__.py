@@ -1,8 +1,13 @@
 """Registry of batched model families: name -> ``build(spec, shapes, generators, dtype)``."""
 
-from opscale.models import deeponet, linearized, mlp, two_layer
+from opscale.models import deeponet, iterative, linearized, mlp, two_layer
 
-MODELS = {"deeponet": deeponet.build, "mlp": mlp.build, "two_layer": two_layer.build}
+MODELS = {
+    "deeponet": deeponet.build,
+    "mlp": mlp.build,
+    "iterative": iterative.build,
+    "two_layer": two_layer.build,
+}
 # boolean model keys that wrap the built model, applied in this order when true
 WRAPPERS = {"linearized": linearized.wrap}
 

@@ -138,6 +138,60 @@ def darcy(u: np.ndarray, x: np.ndarray, problem: dict) -> np.ndarray:
     return constant * flux_free - weighted
 
 
+NEWTON_TOLERANCE = 1e-12  # max-norm Newton update at which the cubic elliptic solve stops
+NEWTON_STEPS = 50  # most Newton steps of the cubic elliptic solve
+
+
+def _tridiagonal_solve(lower, diagonal, upper, rhs):
+    """Thomas algorithm on many tridiagonal systems at once.
+
+    lower, upper (n, m-1), diagonal and rhs (n, m): one system per row. Stable without
+    pivoting for the diagonally dominant Jacobians of ``cubic_elliptic``.
+    """
+    m = diagonal.shape[1]
+    c, d = np.empty_like(upper), np.empty_like(rhs)
+    d[:, 0] = rhs[:, 0] / diagonal[:, 0]
+    c[:, 0] = upper[:, 0] / diagonal[:, 0]
+    for i in range(1, m):
+        pivot = diagonal[:, i] - lower[:, i - 1] * c[:, i - 1]
+        if i < m - 1:
+            c[:, i] = upper[:, i] / pivot
+        d[:, i] = (rhs[:, i] - lower[:, i - 1] * d[:, i - 1]) / pivot
+    for i in range(m - 2, -1, -1):
+        d[:, i] -= c[:, i] * d[:, i + 1]
+    return d
+
+
+def cubic_elliptic(u: np.ndarray, x: np.ndarray, problem: dict) -> np.ndarray:
+    """Nonlinear elliptic problem -s'' + s^3 = u on [0, 1], s(0) = s(1) = 0.
+
+    Second-order finite differences on the grid x, solved by Newton's method from s = 0
+    (the operator is monotone, so the solution is unique and Newton converges); stops
+    when the update is below ``NEWTON_TOLERANCE`` in max norm. Measured second order.
+    Its solution is the fixed point of s = (-d2/dx2)^-1 (u - s^3), the structure the
+    iterated-operator models (``opscale.models.iterative``) are meant to learn.
+    """
+    h, interior = x[1] - x[0], u[:, 1:-1]
+    s = np.zeros_like(interior)
+    off = np.full((len(u), interior.shape[1] - 1), -1.0 / h**2)
+    for _ in range(NEWTON_STEPS):
+        residual = _second_difference(s, h) + s**3 - interior
+        step = _tridiagonal_solve(off, 2.0 / h**2 + 3 * s**2, off, residual)
+        s -= step
+        if np.abs(step).max() < NEWTON_TOLERANCE:
+            return np.pad(s, ((0, 0), (1, 1)))
+    raise ValueError(
+        f"problem.name = {problem.get('name', 'cubic_elliptic')!r}: Newton did not converge "
+        f"in {NEWTON_STEPS} steps; draw smaller inputs (problem.inputs.variance)"
+    )
+
+
+def _second_difference(s: np.ndarray, h: float) -> np.ndarray:
+    """-s'' by central differences on the interior nodes, zero Dirichlet boundaries, (n, m)."""
+    padded = np.pad(s, ((0, 0), (1, 1)))
+    return (2 * padded[:, 1:-1] - padded[:, :-2] - padded[:, 2:]) / h**2
+
+
 OPERATORS = {
     "antiderivative": antiderivative,
     "abs_antiderivative": abs_antiderivative,
@@ -146,6 +200,7 @@ OPERATORS = {
     "diffusion_reaction": diffusion_reaction,
     "advection": advection,
     "darcy": darcy,
+    "cubic_elliptic": cubic_elliptic,
 }
 # Dimension d2 of each operator's output domain (the query points y).
 OUTPUT_DIMS = {name: 1 for name in OPERATORS} | {"diffusion_reaction": 2, "advection": 2}

@@ -235,3 +235,139 @@ def test_grouped_linearized_members_train_as_if_alone(linearized_spec, tmp_path)
     np.testing.assert_allclose(small["test_rel_l2"], alone["test_rel_l2"], rtol=1e-10)
     np.testing.assert_allclose(grouped["ntk_distance_train"], 0, atol=1e-10)
     assert (grouped["steps_trained"].values == [12, 24, 12, 24]).all()
+
+
+# ------------------------------------------------------------------ the analysis
+def _study_cube(flip_linearized_ranking=False):
+    """A cube with planted errors and NTK values: 2 tasks x network/linearized x 2 N x 3 n.
+
+    Network error 0.1 (task a) or 0.2 (task b) times (N n)^-0.5; the linearized model's
+    is twice the network's, except at the smallest grid point (half). Network alignment
+    0.3 -> 0.6 on train, 0.3 -> 0.4 on test; the linearized model's stays at 0.3.
+    """
+    import json
+
+    import xarray as xr
+
+    tasks, flags, widths, sizes, seeds = ["a", "b"], [False, True], [4, 8], [8, 16, 32], 3
+    n_params = np.array([10 * w * w for w in widths], float)
+    law = (n_params[:, None] * np.array(sizes, float)) ** -0.5  # (width, n)
+    scale = np.array([0.1, 0.2])[:, None, None, None]
+    ratio = np.full((2, 1, 2, 3), 2.0)
+    ratio[:, 0, 0, 0] = 0.5
+    if flip_linearized_ranking:
+        ratio = ratio * np.array([4.0, 1.0])[:, None, None, None]
+    err = scale * law * np.concatenate([np.ones_like(ratio), ratio], axis=1)
+    noise = np.exp(0.01 * np.random.default_rng(0).normal(size=(*err.shape, seeds)))
+    dims = ("name", "linearized", "width", "n_train", "seed")
+    shape = (*err.shape, seeds)
+    lin = np.array(flags)[None, :, None, None, None]
+    ntk_vars = {
+        "ntk_alignment_train_init": np.full(shape, 0.3),
+        "ntk_alignment_train_end": np.where(lin, 0.3, 0.6) * np.ones(shape),
+        "ntk_alignment_test_init": np.full(shape, 0.3),
+        "ntk_alignment_test_end": np.where(lin, 0.3, 0.4) * np.ones(shape),
+        "ntk_distance_train": np.where(lin, 0.0, 0.2) * np.ones(shape),
+        "ntk_distance_test": np.where(lin, 0.0, 0.1) * np.ones(shape),
+    }
+    ds = xr.Dataset(
+        {
+            "test_rel_l2": (dims, err[..., None] * noise),
+            "n_params": (dims, np.broadcast_to(n_params[:, None, None], shape).copy()),
+            "status": (dims, np.zeros(shape, "int8")),
+            **{name: (dims, values) for name, values in ntk_vars.items()},
+        },
+        coords={
+            "name": tasks,
+            "linearized": flags,
+            "width": widths,
+            "n_train": sizes,
+            "seed": np.arange(seeds),
+        },
+        attrs={
+            "config": json.dumps({"study": "planted", "data": {"n_train": 32}}),
+            "axes": json.dumps(
+                {
+                    "name": "problem.name",
+                    "linearized": "model.linearized",
+                    "width": "model.width",
+                    "n_train": "data.n_train",
+                }
+            ),
+        },
+    )
+    return ds
+
+
+def test_the_analysis_recovers_planted_ratios_rankings_and_alignments():
+    from opscale.analyses import linearization
+
+    tables = linearization.analyse(_study_cube(), {})
+    advantage = tables["advantage"]
+    assert len(advantage) == 12
+    np.testing.assert_allclose(np.sort(advantage["ratio"])[:2], 0.5, rtol=0.05)
+    np.testing.assert_allclose(np.sort(advantage["ratio"])[2:], 2.0, rtol=0.05)
+    overall = tables["ranking"].iloc[-1]
+    assert overall["order_network"] == overall["order_linearized"] == "name=a < name=b"
+    alignment = tables["alignment"].set_index(["task", "model"])
+    assert alignment.loc[("name=a", "network"), "ntk_alignment_train_end"] == 0.6
+    assert alignment.loc[("name=b", "linearized"), "grows_train"] == 0.0
+    verdicts = dict(zip(tables["theory"]["statement"], tables["theory"]["verdict"], strict=True))
+    assert set(verdicts.values()) == {"held"}
+    assert "10/12 grid points" in tables["theory"]["measured"][1]
+
+
+def test_the_analysis_says_when_a_statement_does_not_hold():
+    from opscale.analyses import linearization
+
+    theory = linearization.analyse(_study_cube(flip_linearized_ranking=True), {})["theory"]
+    verdicts = dict(zip(theory["statement"], theory["verdict"], strict=True))
+    assert verdicts["linearization ranks tasks the same as the network"] == "did not hold"
+
+
+def test_fit_md_puts_network_and_linearized_exponents_side_by_side():
+    from opscale import fit
+
+    fits = fit.fit(
+        _study_cube(), {"bootstrap": 0, "backtest_bootstrap": 0, "analyses": ["linearization"]}
+    )
+    text = fit.markdown(fits)
+    assert "## Linearization: theory vs measured" in text
+    section = text.split("## Linearization: scaling exponents", 1)[1].split("##", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| name=")]
+    assert len(lines) == 4  # 2 tasks x 2 axes, each with both models' exponents
+    assert all(line.count("[") == 2 for line in lines)
+
+
+# ------------------------------------------------------------------ end to end
+@pytest.mark.workflow
+def test_the_linearized_study_runs_end_to_end(tmp_path):
+    from opscale import fit
+    from tests.helpers import run_snakemake, tiny_config, write_config
+
+    config = tiny_config(
+        study="lin-tiny",
+        model={"width": 8, "depth": 2, "activation": "tanh"},
+        train={"steps": 60, "eval_every": 10, "log_every": 10, "lr": 0.01},
+        measure={"ntk": {"functions": 6, "queries": 4}},
+        fit={"bootstrap": 0, "backtest_bootstrap": 0, "analyses": ["linearization"]},
+        sweep={"model.linearized": [False, True], "data.n_train": [8, 16]},
+        members=["data.n_train"],
+    )
+    run_snakemake(tmp_path, write_config(tmp_path / "study.yaml", config))
+    results = tmp_path / "results" / "lin-tiny"
+    ds = cube.read(results / "cube.nc")
+    assert ds["ntk_distance_train"].dims == ("linearized", "n_train", "seed")
+    network, linearized = ds.sel(linearized=False), ds.sel(linearized=True)
+    assert float(abs(linearized["ntk_distance_train"]).max()) < 1e-6
+    assert float(network["ntk_distance_train"].min()) > 1e-4
+    np.testing.assert_allclose(  # the same initial kernel: the Taylor model's expansion point
+        network["ntk_alignment_test_init"], linearized["ntk_alignment_test_init"], rtol=1e-5
+    )
+    assert (network["test_rel_l2"] != linearized["test_rel_l2"]).all()
+    theory = fit.table(cube.read(results / "fit.nc"), "linearization_theory")
+    assert set(theory["verdict"]) <= {"held", "did not hold", "n/a"} and len(theory) == 6
+    text = (results / "fit.md").read_text()
+    assert "## Linearization: scaling exponents, network vs linearized" in text
+    for figure in ("linearization_errors", "linearization_alignment"):
+        assert (results / "figures" / f"{figure}.png").stat().st_size > 10_000

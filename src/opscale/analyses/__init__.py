@@ -33,6 +33,9 @@ ANALYSES: dict[str, Analysis] = {
         "opscale.analyses.iteration", ("iteration_residuals", "iteration_error_vs_k")
     ),
     "recovery": Analysis("opscale.analyses.recovery", ("recovery_probability", "recovery_rank")),
+    "linearization": Analysis(
+        "opscale.analyses.linearization", ("linearization_errors", "linearization_alignment")
+    ),
 }
 
 

@@ -204,7 +204,7 @@ def test_the_rate_fit_recovers_planted_rates_and_gives_each_verdict():
         "slower than the bound: theory violated",
         "no prediction (a + (1-a) L-hat >= 1); residuals decay",
     ]
-    # window k >= K_train = 2; 0.5^k falls below 1e-5 r_1 after k = 17
+    # window k >= K_train = 2; 0.5^k falls below 1e-5 max r = 1e-5 r_1 after k = 17
     assert list(rates.points) == [3 * 16, 3 * 29, 3 * 29, 3 * 29]
 
 
@@ -217,6 +217,9 @@ def test_round_off_residuals_are_left_out_of_the_fit():
     ds["residual"] = np.maximum(ds["residual"], 1e-9)  # a floor at 1e-9 of r_1 = 0.5
     rates = analysis.rate_table(*_cube_and_config(ds))
     np.testing.assert_allclose(rates.rate, [0.5], rtol=1e-6)
+    # the floor is relative to the largest residual, not r_1 (a dead first block: r_1 ~ 0)
+    ds["residual"][..., 0] = 1e-12
+    np.testing.assert_allclose(analysis.rate_table(*_cube_and_config(ds)).rate, [0.5], rtol=1e-6)
 
 
 # ---------------------------------------------------------------- end to end

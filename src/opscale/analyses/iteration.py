@@ -11,9 +11,9 @@ Per grid point (relaxation a, K_train, shared), from the cube's ``iteration`` me
 (``opscale.measures.iteration``): the fitted rate is exp(slope) of an OLS regression of
 log r_k on k over the rate window k >= K_train (with one intercept per seed, a common
 slope; 95% CI from the OLS standard error), residuals at the float32 round-off floor
-(below ``FLOOR`` times the member's r_1) left out; the predicted rate is each seed's
-a + (1 - a) L-hat (the table shows the median and the range over seeds); the verdict
-compares the fitted CI with the largest seed's predicted rate.
+(below ``FLOOR`` times the member's largest residual) left out; the predicted rate is
+each seed's a + (1 - a) L-hat (the table shows the median and the range over seeds); the
+verdict compares the fitted CI with the largest seed's predicted rate.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import xarray as xr
 from opscale import cube as cubes
 from opscale.fit import _md, table
 
-FLOOR = 1e-5  # residuals below FLOOR * r_1 are round-off (float32 eps ~ 1e-7), not decay
+# residuals below FLOOR times the member's largest are round-off (float32 eps ~ 1e-7)
+FLOOR = 1e-5
 LEVEL = 0.95
 PARAMETERS = {"relaxation": "a", "iterations": "K_train", "shared": "shared"}
 
@@ -77,10 +78,10 @@ def rate_table(cube: xr.Dataset, config: dict) -> pd.DataFrame:
 
 def fit_rate(group: pd.DataFrame) -> dict:
     """exp(slope) of log r_k on k in the window (seed intercepts), with its CI."""
-    first = group[group["iteration"] == 1].set_index("seed")["residual"]
+    largest = group.groupby("seed")["residual"].max()
     kept = group[
         (group["iteration"] >= group["window_start"])
-        & (group["residual"] > FLOOR * group["seed"].map(first))
+        & (group["residual"] > FLOOR * group["seed"].map(largest))
     ]
     if kept.empty or kept.groupby("seed").size().max() < 3:
         return {"rate": np.nan, "rate_low": np.nan, "rate_high": np.nan, "points": len(kept)}

@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 from tqdm import tqdm
 
-from opscale import cube
+from opscale import cube, reuse
 from opscale.ensemble import params_per_member
 from opscale.evaluate import evaluate, relative_l2
 from opscale.grid import digest
@@ -77,10 +78,28 @@ def train_point(
         The study's ``runtime`` section (device, compile, checkpoint_every).
     checkpoint_path : str, optional
         Where to keep the training state; resumed from if it exists and matches `spec`.
+
+    Members that earlier files of the same column already hold are reused, not
+    retrained (``opscale.reuse``).
     """
+    earlier = reuse.earlier_members(spec, out_path)  # members an earlier job trained
+    members = Members.of(spec).without(earlier)
+    key = digest([spec, members.seed.tolist(), members.n_train.tolist()])
+    checkpoint = Checkpoint(checkpoint_path, runtime["checkpoint_every"], key)
+    trained = train_members(spec, coords, members, data_path, runtime, checkpoint)
+    point = trained if earlier is None else reuse.combine(earlier, trained, spec)
+    cube.write(point, out_path)
+    checkpoint.remove()
+
+
+def train_members(
+    spec: dict, coords: dict, members: Members, data_path: str, runtime: dict, checkpoint
+) -> xr.Dataset | None:
+    """Train `members` of a point as one batched model; their point dataset (None: none)."""
+    if not len(members):
+        return None
     started = time.perf_counter()
     dtype, device = DTYPES[spec["train"]["dtype"]], resolve_device(runtime["device"])
-    members = Members.of(spec)
     data = members.select(load_splits(data_path, dtype, device))
     model = build_model(spec["model"], shapes(data), members.generators(), dtype).to(device)
     log.info(
@@ -93,7 +112,6 @@ def train_point(
     measures = Measures(spec, members)
     measures.start(model, data)  # at initialisation, also when resuming
     trainer = Trainer(model, data, spec["train"], members, compile=runtime["compile"])
-    checkpoint = Checkpoint(checkpoint_path, runtime["checkpoint_every"], digest(spec))
     checkpoint.restore(trainer)
     trainer.run(checkpoint)
     results = {**evaluate(model, data), **trainer.results()}
@@ -102,9 +120,7 @@ def train_point(
     )
     measured = measures.finish(model, data)
     results["wall_time"] = np.full(len(members), time.perf_counter() - started)
-    point = cube.point_dataset(results, spec, coords, members.coords(), measured)
-    cube.write(point, out_path)
-    checkpoint.remove()
+    return cube.point_dataset(results, spec, coords, members.coords(), measured)
 
 
 @dataclass(frozen=True)
@@ -129,6 +145,15 @@ class Members:
 
     def __len__(self) -> int:
         return len(self.seed)
+
+    def without(self, trained: xr.Dataset | None) -> Members:
+        """The members that `trained` (a point dataset, or None) does not hold."""
+        if trained is None:
+            return self
+        done = set(reuse.member_pairs(trained))
+        pairs = zip(self.seed.tolist(), self.n_train.tolist(), strict=True)
+        todo = np.array([pair not in done for pair in pairs], bool)
+        return Members(self.seed[todo], self.n_train[todo], self.row[todo], self.grouped)
 
     def generators(self) -> list[torch.Generator]:
         """One initialisation stream per member (its seed's)."""

@@ -1,0 +1,97 @@
+"""Reuse the members an earlier job of the same column already trained.
+
+With ``members: [data.n_train]`` one job trains a whole column of the grid (every n of
+one model) and its id hashes the list of n, so adding an n gives the column a new id and
+Snakemake runs it again. This module makes that job train only the new members: it looks
+in the points folder for earlier files of the same column (the same readable label, and
+the same spec except the list of n) and takes every member (seed, n) they already hold.
+Dropping an n trains nothing at all.
+
+A member's training does not depend on the other members of its batch (its data,
+initialisation, budget, schedule, stopping and optimizer state are its own; see
+``opscale.train``), so a reused member is the one this job would have trained, up to
+floating-point rounding of batched kernels (fp32: 1e-5, see the equivalence tests).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from opscale import cube
+
+log = logging.getLogger(__name__)
+
+
+def earlier_members(spec: dict, out_path: str | Path) -> xr.Dataset | None:
+    """Members of `spec` that earlier point files of the same column hold, or None.
+
+    Only jobs whose ``data.n_train`` is a member axis (a list) reuse; the candidates are
+    the files of `out_path`'s folder with the same label (the id without its hash).
+    """
+    if not isinstance(spec["data"]["n_train"], list):
+        return None
+    out_path = Path(out_path)
+    label = out_path.stem.rsplit("-", 1)[0]
+    wanted = set(_pairs(spec["seeds"], spec["data"]["n_train"]))
+    found = []
+    for path in sorted(out_path.parent.glob(f"{label}-*.nc")):
+        if path != out_path and _same_column(path, spec):
+            ds = _members(cube.read_point(path), wanted)
+            wanted -= set(member_pairs(ds))
+            found.append(ds)
+            log.info("reusing %d trained member(s) of %s", ds.sizes["member"], path.name)
+    found = [ds for ds in found if ds.sizes["member"]]
+    return _concat(found) if found else None
+
+
+def combine(earlier: xr.Dataset | None, trained: xr.Dataset | None, spec: dict) -> xr.Dataset:
+    """The job's point file: reused and newly trained members, in the job's member order."""
+    parts = [ds for ds in (earlier, trained) if ds is not None]
+    ds = _concat(parts) if len(parts) > 1 else parts[0]
+    order = {pair: i for i, pair in enumerate(_pairs(spec["seeds"], spec["data"]["n_train"]))}
+    position = [order[pair] for pair in member_pairs(ds)]
+    ds = ds.isel(member=np.argsort(position))
+    ds.attrs["config"] = json.dumps(spec, sort_keys=True)
+    return cube.describe(ds)
+
+
+def member_pairs(ds: xr.Dataset) -> list[tuple[int, int]]:
+    """(seed, n) of every member of a point dataset."""
+    return list(zip(ds.seed.values.tolist(), ds.n_train.values.tolist(), strict=True))
+
+
+def _pairs(seeds: list, sizes: list) -> list[tuple[int, int]]:
+    """(seed, n) of every member, in the order of ``opscale.train.Members.of``."""
+    return [(int(seed), int(n)) for seed in seeds for n in sizes]
+
+
+def _same_column(path: Path, spec: dict) -> bool:
+    """Whether the point file at `path` was trained with `spec` but another list of n."""
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            other = json.loads(ds.attrs.get("config", "{}"))
+    except (OSError, ValueError, RuntimeError):
+        return False  # unreadable: not ours to judge (collect reports bad files)
+    return _without_sizes(other) == _without_sizes(spec)
+
+
+def _without_sizes(spec: dict) -> dict:
+    spec = copy.deepcopy(spec)
+    spec.get("data", {}).pop("n_train", None)
+    spec.pop("seeds", None)  # any seed of it that we want is reused, the rest ignored
+    return spec
+
+
+def _members(ds: xr.Dataset, wanted: set) -> xr.Dataset:
+    """The members of a point file whose (seed, n) is in `wanted`."""
+    return ds.isel(member=[i for i, pair in enumerate(member_pairs(ds)) if pair in wanted])
+
+
+def _concat(parts: list[xr.Dataset]) -> xr.Dataset:
+    return xr.concat(parts, dim="member", join="outer", coords="different", compat="equals")

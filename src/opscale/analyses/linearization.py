@@ -57,7 +57,7 @@ def models(cube: xr.Dataset) -> pd.DataFrame:
     flag = next((name for name, path in axes.items() if path == LINEARIZED), None)
     if flag is None:
         raise ValueError(f"the {NAME} analysis needs a swept axis {LINEARIZED}: [false, true]")
-    names = [v for v in ("test_rel_l2", "n_params", *_ntk_names()) if v in cube]
+    names = [v for v in ("test_rel_l2", "train_rel_l2", "n_params", *_ntk_names()) if v in cube]
     df = cube[[*names, "status"]].to_dataframe().reset_index()
     df = df[df["status"] == cubes.OK].copy()
     df["linearized"] = df[flag].astype(bool)
@@ -89,13 +89,25 @@ def analyse(cube: xr.Dataset, settings: dict) -> dict[str, pd.DataFrame]:
 
 
 def advantage_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per task and grid point: median test error of both models and their ratio."""
-    medians = df.groupby(["task", "point", "linearized"], sort=False)["test_rel_l2"].median()
-    wide = medians.unstack("linearized").rename(columns=MODELS).reset_index()
+    """Per task and grid point: median test (and train) error of both models, their ratio.
+
+    Columns ``network``, ``linearized`` (test), ``network_train``, ``linearized_train``,
+    ``ratio`` = linearized / network (test; > 1: the network is better), ``n_params``.
+    """
+    wide = _medians(df, "test_rel_l2", "")
+    if "train_rel_l2" in df:
+        wide = wide.merge(_medians(df, "train_rel_l2", "_train"), on=["task", "point"])
     wide = wide.dropna(subset=list(MODELS.values()))
     wide["ratio"] = wide["linearized"] / wide["network"]
     counts = df.groupby(["task", "point"], sort=False)["n_params"].first()
     return wide.merge(counts.reset_index(), on=["task", "point"])
+
+
+def _medians(df: pd.DataFrame, variable: str, suffix: str) -> pd.DataFrame:
+    """Median of `variable` per task, point and model, one column per model (+ suffix)."""
+    medians = df.groupby(["task", "point", "linearized"], sort=False)[variable].median()
+    names = {flag: name + suffix for flag, name in MODELS.items()}
+    return medians.unstack("linearized").rename(columns=names).reset_index()
 
 
 def ranking_table(advantage: pd.DataFrame) -> pd.DataFrame:
@@ -184,28 +196,14 @@ def _not_always_better(advantage: pd.DataFrame) -> dict:
 
 
 def _alignment_rows(df: pd.DataFrame) -> list[dict]:
+    """The NTK statements, each checked on every task's networks (the verdict counts tasks)."""
     net, lin = df[~df["linearized"]], df[df["linearized"]]
-    growth = {
-        s: net[f"ntk_alignment_{s}_end"] - net[f"ntk_alignment_{s}_init"] for s in ("train", "test")
-    }
     rows = [
-        _statement(
-            f"alignment grows during training ({split} data, network)",
-            f"median {net[f'ntk_alignment_{split}_init'].median():.4g} -> "
-            f"{net[f'ntk_alignment_{split}_end'].median():.4g}; grows for "
-            f"{int((growth[split] > 0).sum())}/{len(net)} networks",
-            bool(growth[split].median() > 0),
-        )
+        _by_task(net, f"alignment grows during training ({split} data, network)", grows(split))
         for split in ("train", "test")
     ]
     rows.append(
-        _statement(
-            "alignment grows more on train than on test data (network)",
-            f"median growth train {growth['train'].median():.4g}, test "
-            f"{growth['test'].median():.4g}; train > test for "
-            f"{int((growth['train'] > growth['test']).sum())}/{len(net)} networks",
-            bool(growth["train"].median() > growth["test"].median()),
-        )
+        _by_task(net, "alignment grows more on train than on test data (network)", _train_more)
     )
     moved = lin[DISTANCES].max().max() if len(lin) else np.nan
     rows.append(
@@ -216,6 +214,39 @@ def _alignment_rows(df: pd.DataFrame) -> list[dict]:
         )
     )
     return rows
+
+
+def _growth(frame: pd.DataFrame, split: str) -> pd.Series:
+    return frame[f"ntk_alignment_{split}_end"] - frame[f"ntk_alignment_{split}_init"]
+
+
+def grows(split: str):
+    """Check of one task's networks: median alignment at the end above that at init."""
+
+    def check(frame: pd.DataFrame) -> tuple[str, bool]:
+        init, end = (frame[f"ntk_alignment_{split}_{w}"].median() for w in ("init", "end"))
+        count = int((_growth(frame, split) > 0).sum())
+        return f"{init:.3g} -> {end:.3g} ({count}/{len(frame)} grow)", bool(end > init)
+
+    return check
+
+
+def _train_more(frame: pd.DataFrame) -> tuple[str, bool]:
+    train, test = _growth(frame, "train"), _growth(frame, "test")
+    count = int((train > test).sum())
+    text = f"growth {train.median():.3g} vs {test.median():.3g} ({count}/{len(frame)})"
+    return text, bool(train.median() > test.median())
+
+
+def _by_task(net: pd.DataFrame, statement: str, check) -> dict:
+    """`statement` checked on each task's networks: held, did not hold, or held for k/K."""
+    parts = [(task, *check(frame)) for task, frame in net.groupby("task", sort=False)]
+    held = sum(h for _, _, h in parts)
+    text = "; ".join(f"{task}: {m}" if len(parts) > 1 else m for task, m, _ in parts)
+    row = _statement(statement, text, held == len(parts))
+    if 0 < held < len(parts):
+        row["verdict"] = f"held for {held}/{len(parts)} tasks"
+    return row
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -324,12 +355,22 @@ def _advantage_section(fits) -> str:
             f"{r.network:.4g}",
             f"{r.linearized:.4g}",
             f"{r.ratio:.3g}",
+            _train_cell(r),
         ]
         for r in rows.itertuples()
     ]
-    header = ["task", "grid point", "N", "network", "linearized", "ratio lin/net"]
-    title = "## Linearization: median test error per grid point (non-linear advantage)\n\n"
+    header = ["task", "grid point", "N", "network", "linearized", "ratio lin/net", "train error"]
+    title = (
+        "## Linearization: median test error per grid point (non-linear advantage)\n\n"
+        "ratio > 1: the network is better. Train error: network / linearized (median).\n\n"
+    )
     return title + _md(header, body) if body else ""
+
+
+def _train_cell(r) -> str:
+    if not hasattr(r, "network_train"):
+        return "–"
+    return f"{r.network_train:.3g} / {r.linearized_train:.3g}"
 
 
 def _ranking_section(fits) -> str:
@@ -373,6 +414,11 @@ def linearization_errors(cube: xr.Dataset, fits: xr.Dataset) -> plt.Figure:
         facet_kws={"sharey": False},
     )
     grid.set(xscale="log", yscale="log")
+    sizes = sorted(df[n_axis].unique())
+    for ax in grid.axes.flat:
+        ax.set_xticks(sizes, [str(s) for s in sizes], minor=False)
+        ax.set_xticks([], minor=True)
+    grid.set_titles("{col_name}")
     grid.set_axis_labels("training functions n", "test relative L2 error")
     return grid.figure
 
@@ -415,5 +461,6 @@ def linearization_alignment(cube: xr.Dataset, fits: xr.Dataset) -> plt.Figure:
         height=2.8,
         sharey=False,
     )
+    grid.set_titles("{row_name}: {col_name}", size=9)
     grid.set_axis_labels("", "kernel–target alignment")
     return grid.figure

@@ -73,3 +73,10 @@ def test_group_config_sets_the_groups_values_without_touching_the_study():
     group = theory.group_config(study, {"problem.inputs.modes": 6})
     assert group["problem"]["inputs"]["modes"] == 6
     assert study["problem"]["inputs"]["modes"] == 2
+
+
+def test_no_bound_is_claimed_for_a_linearized_network():
+    config = {"problem": {"name": "antiderivative", "inputs": {"family": "grf"}}}
+    network = theory.predictions(config | {"model": {"name": "deeponet"}})
+    linearized = {"name": "deeponet", "linearized": True}
+    assert network and theory.predictions(config | {"model": linearized}) == []

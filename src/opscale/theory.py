@@ -119,14 +119,17 @@ def study_parameters(config: dict) -> dict:
 
     ``b`` is the intrinsic dimension of the inputs (``None``: infinite, e.g. a GRF); for a
     deep ReLU regression it is the domain dimension d. ``d2`` is the output dimension.
+    ``model`` is the architecture's name, marked ``(linearized)`` for a linearized one.
     """
     from opscale.problems import intrinsic_dim, output_dim
 
-    problem = config.get("problem", {})
+    problem, model = config.get("problem", {}), config.get("model", {})
+    name = model.get("name", "deeponet")
     return {
         "b": intrinsic_dim(problem),
         "d2": output_dim(problem),
-        "model": config.get("model", {}).get("name", "deeponet"),
+        # a linearized network is a kernel model: the networks' bounds do not cover it
+        "model": f"{name} (linearized)" if model.get("linearized") else name,
     }
 
 

@@ -46,18 +46,22 @@ class Recovery:
 
     def start(self, model, data: dict) -> None:
         """Ranks at initialisation and at the teacher's embeddings, (S,) each."""
-        probes, y = self.probes(), data["train"].y.to(DTYPE)
+        y = data["train"].y.to(DTYPE)
+        probes = self.probes(y.device)
         self.start_ranks = {
             "init": rank(jacobian(model, _params(model), probes, y), self.options["rtol"]),
             **{
-                name: rank(jacobian(model, self.embedded(name), probes, y), self.options["rtol"])
+                name: rank(
+                    jacobian(model, self.embedded(name, y.device), probes, y), self.options["rtol"]
+                )
                 for name in EMBEDDINGS
             },
         }
 
     def finish(self, model, data: dict) -> xr.Dataset:
         """Every variable of the measure, on ``member`` (and ``embedding``)."""
-        probes, y = self.probes(), data["train"].y.to(DTYPE)
+        y = data["train"].y.to(DTYPE)
+        probes = self.probes(y.device)
         trained = rank(jacobian(model, _params(model), probes, y), self.options["rtol"])
         error = relative_mse(model, data["test"])
         S = len(self.members)
@@ -73,21 +77,21 @@ class Recovery:
             }
         )
 
-    def probes(self) -> torch.Tensor:
+    def probes(self, device="cpu") -> torch.Tensor:
         """P probe inputs of each member's seed, (S, P, d) float64."""
         P = self.options["probes"]
         x = [
             numpy_rng(int(s), "recovery", "probes").standard_normal((P, self.d))
             for s in self.members.seed
         ]
-        return torch.as_tensor(np.stack(x), dtype=DTYPE)
+        return torch.as_tensor(np.stack(x), dtype=DTYPE, device=device)
 
-    def embedded(self, name: str) -> dict[str, torch.Tensor]:
+    def embedded(self, name: str, device="cpu") -> dict[str, torch.Tensor]:
         """The student parameters {w (S, m, d), a (S, m)} of embedding `name` of each teacher."""
         pairs = [EMBEDDINGS[name](w, a, self.m) for w, a in self.teachers]
         return {
-            "w": torch.as_tensor(np.stack([w for w, _ in pairs]), dtype=DTYPE),
-            "a": torch.as_tensor(np.stack([a for _, a in pairs]), dtype=DTYPE),
+            "w": torch.as_tensor(np.stack([w for w, _ in pairs]), dtype=DTYPE, device=device),
+            "a": torch.as_tensor(np.stack([a for _, a in pairs]), dtype=DTYPE, device=device),
         }
 
 

@@ -94,3 +94,4 @@ def test_dotted_paths():
     cfg.set_path(config, "a.b.c", 3)
     assert cfg.get_path(config, "a.b.c") == 3
     assert cfg.axis_name("problem.inputs.modes") == "modes"
+    assert cfg.axis_name("problem.name") == "problem"  # not "name"

@@ -130,8 +130,13 @@ def _value_errors(config: dict, path: str, value: Any) -> list[str]:
 
 
 def axis_name(path: str) -> str:
-    """Short name of a swept setting, used as the cube dimension: its last path component."""
-    return path.rsplit(".", 1)[-1]
+    """Short name of a swept setting, used as the cube dimension: its last path component.
+
+    A ``name`` is named by its section instead (``problem.name`` -> ``problem``), so
+    group labels read ``problem=darcy``, not ``name=darcy``.
+    """
+    *sections, last = path.split(".")
+    return sections[-1] if last == "name" and sections else last
 
 
 def get_path(config: dict, path: str) -> Any:

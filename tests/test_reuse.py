@@ -62,7 +62,7 @@ def test_members_of_other_settings_are_not_reused(tmp_path, change):
     _train(tmp_path, [8, 16])
     point, data, out = _column(tmp_path, [8, 16, 24])
     spec = point.spec | {"train": point.spec["train"] | change}
-    assert reuse.earlier_members(spec, out) is None
+    assert reuse.earlier_members(spec, out, train.Members.of(spec).pairs()) is None
 
 
 @pytest.mark.workflow

@@ -106,16 +106,11 @@ def analysis_errors(config: dict) -> list[str]:
     from opscale.analyses import ANALYSES
 
     return [
-        f"fit.analyses[{i}] = {name!r}: no such analysis{_did_you_mean_hint(name, ANALYSES)}; "
+        f"fit.analyses[{i}] = {_did_you_mean(name, list(ANALYSES))}: no such analysis; "
         f"registered: {', '.join(ANALYSES) or 'none'}"
         for i, name in enumerate(config.get("fit", {}).get("analyses", []))
         if name not in ANALYSES
     ]
-
-
-def _did_you_mean_hint(word: str, allowed) -> str:
-    close = difflib.get_close_matches(word, list(allowed), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _value_errors(config: dict, path: str, value: Any) -> list[str]:

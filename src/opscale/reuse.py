@@ -28,33 +28,35 @@ from opscale import cube
 log = logging.getLogger(__name__)
 
 
-def earlier_members(spec: dict, out_path: str | Path) -> xr.Dataset | None:
-    """Members of `spec` that earlier point files of the same column hold, or None.
+def earlier_members(spec: dict, out_path: str | Path, pairs: list) -> xr.Dataset | None:
+    """Members (seed, n) in `pairs` that earlier point files of the same column hold.
 
     Only jobs whose ``data.n_train`` is a member axis (a list) reuse; the candidates are
     the files of `out_path`'s folder with the same label (the id without its hash).
+    None when no member is found.
     """
     if not isinstance(spec["data"]["n_train"], list):
         return None
     out_path = Path(out_path)
     label = out_path.stem.rsplit("-", 1)[0]
-    wanted = set(_pairs(spec["seeds"], spec["data"]["n_train"]))
-    found = []
+    wanted, found = set(pairs), []
     for path in sorted(out_path.parent.glob(f"{label}-*.nc")):
         if path != out_path and _same_column(path, spec):
             ds = _members(cube.read_point(path), wanted)
-            wanted -= set(member_pairs(ds))
-            found.append(ds)
-            log.info("reusing %d trained member(s) of %s", ds.sizes["member"], path.name)
-    found = [ds for ds in found if ds.sizes["member"]]
+            if ds.sizes["member"]:
+                wanted -= set(member_pairs(ds))
+                found.append(ds)
+                log.info("reusing %d trained member(s) of %s", ds.sizes["member"], path.name)
     return _concat(found) if found else None
 
 
-def combine(earlier: xr.Dataset | None, trained: xr.Dataset | None, spec: dict) -> xr.Dataset:
-    """The job's point file: reused and newly trained members, in the job's member order."""
+def combine(
+    earlier: xr.Dataset | None, trained: xr.Dataset | None, pairs: list, spec: dict
+) -> xr.Dataset:
+    """The job's point file: reused and newly trained members, in the order of `pairs`."""
     parts = [ds for ds in (earlier, trained) if ds is not None]
     ds = _concat(parts) if len(parts) > 1 else parts[0]
-    order = {pair: i for i, pair in enumerate(_pairs(spec["seeds"], spec["data"]["n_train"]))}
+    order = {pair: i for i, pair in enumerate(pairs)}
     position = [order[pair] for pair in member_pairs(ds)]
     ds = ds.isel(member=np.argsort(position))
     ds.attrs["config"] = json.dumps(spec, sort_keys=True)
@@ -64,11 +66,6 @@ def combine(earlier: xr.Dataset | None, trained: xr.Dataset | None, spec: dict) 
 def member_pairs(ds: xr.Dataset) -> list[tuple[int, int]]:
     """(seed, n) of every member of a point dataset."""
     return list(zip(ds.seed.values.tolist(), ds.n_train.values.tolist(), strict=True))
-
-
-def _pairs(seeds: list, sizes: list) -> list[tuple[int, int]]:
-    """(seed, n) of every member, in the order of ``opscale.train.Members.of``."""
-    return [(int(seed), int(n)) for seed in seeds for n in sizes]
 
 
 def _same_column(path: Path, spec: dict) -> bool:

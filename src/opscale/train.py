@@ -82,12 +82,13 @@ def train_point(
     Members that earlier files of the same column already hold are reused, not
     retrained (``opscale.reuse``).
     """
-    earlier = reuse.earlier_members(spec, out_path)  # members an earlier job trained
-    members = Members.of(spec).without(earlier)
+    everyone = Members.of(spec)
+    earlier = reuse.earlier_members(spec, out_path, everyone.pairs())  # trained before
+    members = everyone.without(earlier)
     key = digest([spec, members.seed.tolist(), members.n_train.tolist()])
     checkpoint = Checkpoint(checkpoint_path, runtime["checkpoint_every"], key)
     trained = train_members(spec, coords, members, data_path, runtime, checkpoint)
-    point = trained if earlier is None else reuse.combine(earlier, trained, spec)
+    point = trained if earlier is None else reuse.combine(earlier, trained, everyone.pairs(), spec)
     cube.write(point, out_path)
     checkpoint.remove()
 
@@ -146,13 +147,16 @@ class Members:
     def __len__(self) -> int:
         return len(self.seed)
 
+    def pairs(self) -> list[tuple[int, int]]:
+        """(seed, n_train) of every member, in member order."""
+        return list(zip(self.seed.tolist(), self.n_train.tolist(), strict=True))
+
     def without(self, trained: xr.Dataset | None) -> Members:
         """The members that `trained` (a point dataset, or None) does not hold."""
         if trained is None:
             return self
         done = set(reuse.member_pairs(trained))
-        pairs = zip(self.seed.tolist(), self.n_train.tolist(), strict=True)
-        todo = np.array([pair not in done for pair in pairs], bool)
+        todo = np.array([pair not in done for pair in self.pairs()], bool)
         return Members(self.seed[todo], self.n_train[todo], self.row[todo], self.grouped)
 
     def generators(self) -> list[torch.Generator]:

@@ -59,6 +59,41 @@ VARIABLES = {  # name: (long_name, units)
 }
 
 
+# ------------------------------------------------------------------ metadata accessors
+def axes(ds: xr.Dataset) -> dict[str, str]:
+    """The swept axes a file records: cube dimension name -> dotted config path."""
+    return json.loads(ds.attrs.get("axes", "{}"))
+
+
+def study_config(ds: xr.Dataset) -> dict:
+    """The resolved config a file was made with (a study's config, or a point's spec)."""
+    return json.loads(ds.attrs["config"])
+
+
+ALL_GROUP = "all"  # the label of the one group of a study without grouping axes
+
+
+def group_label(values: dict) -> str:
+    """The label of a fit group, ``modes=8, problem=darcy``; ``all`` without values."""
+    plain = {k: v.item() if hasattr(v, "item") else v for k, v in values.items()}
+    return ", ".join(f"{k}={v}" for k, v in plain.items()) or ALL_GROUP
+
+
+def group_labels(frame, names: list[str]):
+    """``group_label`` of every row of a DataFrame, over the columns `names` (a Series)."""
+    import pandas as pd
+
+    if not len(frame):
+        return pd.Series([], dtype=str, index=frame.index)
+    return frame[names].apply(lambda row: group_label(row.to_dict()), axis=1)
+
+
+def parse_group_label(label: str) -> dict[str, str]:
+    """Axis name -> value (as text) of a label made by ``group_label`` (empty for ``all``)."""
+    parts = [p.split("=", 1) for p in label.split(", ") if p != ALL_GROUP]
+    return {k: v for k, v in parts}
+
+
 def point_dataset(
     results: dict, spec: dict, coords: dict, members: dict, measured: xr.Dataset | None = None
 ) -> xr.Dataset:

@@ -83,9 +83,8 @@ def group_labels(frame, names: list[str]):
     """``group_label`` of every row of a DataFrame, over the columns `names` (a Series)."""
     import pandas as pd
 
-    if not len(frame):
-        return pd.Series([], dtype=str, index=frame.index)
-    return frame[names].apply(lambda row: group_label(row.to_dict()), axis=1)
+    rows = frame[names].itertuples(index=False, name=None)  # keeps each column's type
+    return pd.Series([group_label(dict(zip(names, row))) for row in rows], frame.index, str)
 
 
 def parse_group_label(label: str) -> dict[str, str]:

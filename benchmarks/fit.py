@@ -20,7 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from opscale import fit  # noqa: E402
+from opscale import fit, tables  # noqa: E402
+from opscale.config import validate_study  # noqa: E402
+from opscale.scaling.fitting import fit_law  # noqa: E402
+from opscale.scaling.laws import AdditiveLaw  # noqa: E402
+from opscale.scaling.observations import TERMS, observations  # noqa: E402
 from tests.helpers import synthetic_cube  # noqa: E402
 
 
@@ -48,7 +52,7 @@ def main() -> None:
     start = time.perf_counter()
     fits = fit.fit(cube, {"bootstrap": args.bootstrap})
     seconds = time.perf_counter() - start
-    robust = fit.table(fits, "row").query("law == 'robust'")
+    robust = tables.table(fits, "row").query("law == 'robust'")
     exponents = ", ".join(f"{r.term} {r.exponent:.3f}" for r in robust.itertuples())
     print(
         f"| fit | {len(widths) * len(n_train)} points, {cube.test_rel_l2.size} models, "
@@ -61,13 +65,13 @@ def coverage(repetitions: int, resamples: int, seed_noise: float) -> None:
     """Share of nominal 95% intervals of alpha and beta that contain the planted values."""
     from opscale.rng import numpy_rng
 
-    law, settings = fit.AdditiveLaw(fit.TERMS), fit.fit_settings()
+    law, settings = AdditiveLaw(TERMS), fit.fit_settings(validate_study({"study": "x"}))
     truth, hits = np.array([0.5, 0.8]), np.zeros(2)
     start = time.perf_counter()
     for rep in range(repetitions):
         cube = synthetic_cube(floor=0.05, noise=0.1, seed_noise=seed_noise, rng_seed=1000 + rep)
-        obs, _ = fit.observations(cube)
-        law_fit = fit.fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=resamples)
+        obs, _ = observations(cube)
+        law_fit = fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=resamples)
         low, high = law_fit.interval(law.split(law_fit.draws)[2], 0.95)
         hits += (low <= truth) & (truth <= high)
     alpha, beta = hits / repetitions

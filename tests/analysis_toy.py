@@ -2,7 +2,8 @@
 
 import matplotlib.pyplot as plt
 
-from opscale.fit import _md, table
+from opscale.tables import markdown_table as _md
+from opscale.tables import table
 
 
 def analyse(cube, settings):

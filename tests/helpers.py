@@ -94,6 +94,7 @@ def synthetic_cube(
     import xarray as xr
 
     from opscale import cube
+    from opscale.config import validate_study
 
     rng = np.random.default_rng(rng_seed)
     widths, n_train = [int(w) for w in widths], [int(n) for n in n_train]
@@ -105,11 +106,13 @@ def synthetic_cube(
     )
     dims = ("width", "n_train", "seed")
     flops = 600.0 * n_params[:, None] * np.array(n_train, float)[None]
-    config = {
-        "study": "synthetic",
-        "data": {"n_train": 256},
-        "sweep": {"model.width": widths, "data.n_train": n_train},
-    }
+    config = validate_study(  # resolved, as collect stores it
+        {
+            "study": "synthetic",
+            "data": {"n_train": 256},
+            "sweep": {"model.width": widths, "data.n_train": n_train},
+        }
+    )
     ds = xr.Dataset(
         {
             "test_rel_l2": (dims, err),

@@ -2,6 +2,7 @@ import pytest
 import yaml
 
 from opscale import config as cfg
+from opscale.analyses import ANALYSES
 from opscale.models import MODELS
 from opscale.problems import PROBLEMS
 from opscale.problems.inputs import FAMILIES
@@ -78,6 +79,7 @@ def test_schema_enums_match_the_registries():
     assert set(schema["problem"]["properties"]["inputs"]["properties"]["family"]["enum"]) == set(
         FAMILIES
     )
+    assert set(schema["fit"]["properties"]["analyses"]["items"]["enum"]) == set(ANALYSES)
 
 
 def test_every_schema_key_is_described():

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from opscale import cube, fit
+from opscale import cube, fit, tables
+from opscale.config import validate_study
+from opscale.markdown import markdown
 from opscale.rng import numpy_rng
+from opscale.scaling import allocation as allocation_module
+from opscale.scaling.fitting import fit_law
+from opscale.scaling.laws import AdditiveLaw
+from opscale.scaling.observations import TERMS, observations
 from tests.helpers import synthetic_cube
 
 FAST = {"bootstrap": 60, "backtest_bootstrap": 40}
@@ -22,7 +28,7 @@ def floored():
 
 
 def _row(fits, law, term):
-    rows = fit.table(fits, "row").query("law == @law and term == @term")
+    rows = tables.table(fits, "row").query("law == @law and term == @term")
     assert len(rows) == 1, (law, term)
     return rows.iloc[0]
 
@@ -54,7 +60,7 @@ def test_the_robust_law_recovers_planted_exponents_within_its_intervals(floor, f
         row = _row(fits, "robust", term)
         assert row.ci_low <= truth <= row.ci_high, term
         assert abs(row.exponent - truth) < 0.1
-    floor_row = fit.table(fits, "parameter").query("law == 'robust' and name == 'E'").iloc[0]
+    floor_row = tables.table(fits, "parameter").query("law == 'robust' and name == 'E'").iloc[0]
     assert floor_row.estimate == pytest.approx(floor, abs=0.02)
 
 
@@ -68,12 +74,13 @@ def test_ols_is_biased_under_a_floor_and_the_robust_law_corrects_it(floored):
 
 def test_bootstrap_intervals_cover_the_truth_at_their_nominal_rate():
     # >= 200 synthetic repetitions; a small bootstrap each, so that it runs in make test.
-    law, settings = fit.AdditiveLaw(fit.TERMS), fit.fit_settings({}, {"refine": 1})
+    settings = fit.fit_settings(validate_study({"study": "x"}), {"refine": 1})
+    law = AdditiveLaw(TERMS)
     hits, repetitions = np.zeros(2), 200
     for rep in range(repetitions):
         # nested-data noise: half of each model's noise variance is shared by its seed
-        obs, _ = fit.observations(synthetic_cube(floor=0.05, noise=0.1, rng_seed=1000 + rep))
-        law_fit = fit.fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=25)
+        obs, _ = observations(synthetic_cube(floor=0.05, noise=0.1, rng_seed=1000 + rep))
+        law_fit = fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=25)
         low, high = law_fit.interval(law.split(law_fit.draws)[2], 0.95)
         truth = np.array([TRUTH[t] for t in law.terms])
         hits += (low <= truth) & (truth <= high)
@@ -84,7 +91,7 @@ def test_bootstrap_intervals_cover_the_truth_at_their_nominal_rate():
 
 def test_the_pre_floor_rule_excludes_floor_dominated_models_from_ols_only():
     fits = fit.fit(synthetic_cube(floor=0.2), FAST)
-    excluded = fit.table(fits, "excluded")
+    excluded = tables.table(fits, "excluded")
     assert len(excluded) > 0
     assert set(excluded.fits) == {"OLS"} and excluded.reason.str.contains("floor").all()
     assert _row(fits, "joint", "log_n").n_obs == 100 - len(excluded)
@@ -92,7 +99,7 @@ def test_the_pre_floor_rule_excludes_floor_dominated_models_from_ols_only():
 
 
 def test_aic_and_bic_prefer_the_planted_law(floored):
-    comparison = fit.table(floored, "comparison").set_index("law")
+    comparison = tables.table(floored, "comparison").set_index("law")
     assert comparison.delta_bic.idxmin() == "power + floor"
     assert comparison.loc["product (log-linear)", "delta_bic"] > 10
 
@@ -103,12 +110,12 @@ def test_aic_prefers_the_logarithmic_law_on_logarithmic_data():
     noise = np.exp(np.random.default_rng(2).normal(0, 0.02, ds.test_rel_l2.shape))
     n = ds.n_train.broadcast_like(ds.test_rel_l2)
     ds["test_rel_l2"] = (3 * ell(ds.n_params) ** -1.5 + 2 * ell(n) ** -2.0) * noise
-    comparison = fit.table(fit.fit(ds, FAST), "comparison").set_index("law")
+    comparison = tables.table(fit.fit(ds, FAST), "comparison").set_index("law")
     assert comparison.delta_aic.idxmin().startswith("logarithmic")
 
 
 def test_the_backtest_predicts_held_out_points_within_their_intervals(floored):
-    backtest = fit.table(floored, "backtest")
+    backtest = tables.table(floored, "backtest")
     robust = backtest[backtest.method == "robust"]
     assert set(robust.held_out) == {"N (parameters)", "n (training functions)"}
     assert len(robust) == 5 + 4  # largest N at every n, largest n at every N
@@ -118,10 +125,10 @@ def test_the_backtest_predicts_held_out_points_within_their_intervals(floored):
 
 def test_the_compute_optimal_allocation_minimises_the_law_on_the_budget():
     fits = fit.fit(synthetic_cube(floor=0.01), FAST)
-    allocation = fit.table(fits, "allocation")
-    assert len(allocation) == fit.BUDGETS
-    params = fit.table(fits, "parameter").query("law == 'robust'").set_index("name").estimate
-    flops = fit.table(fits, "parameter").query("law == 'flops'").estimate.to_numpy()
+    allocation = tables.table(fits, "allocation")
+    assert len(allocation) == allocation_module.BUDGETS
+    params = tables.table(fits, "parameter").query("law == 'robust'").set_index("name").estimate
+    flops = tables.table(fits, "parameter").query("law == 'flops'").estimate.to_numpy()
     np.testing.assert_allclose(flops[1:], [1.0, 1.0], atol=1e-6)  # C = 600 N n exactly
 
     def law(log_N, budget):  # the fitted law along the budget's curve n = C / (600 N)
@@ -145,7 +152,7 @@ def test_theory_table_is_printed_with_a_verdict(tmp_path):
     for section in ["Alternatives", "Extrapolation backtest", "Compute-optimal allocation"]:
         assert section in text
     back = cube.read(tmp_path / "fit.nc")
-    assert fit.table(back, "backtest").equals(fit.table(fits, "backtest"))
+    assert tables.table(back, "backtest").equals(tables.table(fits, "backtest"))
     assert json.loads(back.attrs["settings"])["bootstrap"] == FAST["bootstrap"]
 
 
@@ -157,7 +164,7 @@ def test_diverged_and_missing_models_are_excluded_and_counted():
     fits = fit.fit(ds, FAST)
     assert json.loads(fits.attrs["excluded"]) == {"diverged": 1, "missing": 5}
     assert _row(fits, "joint", "log_n").n_obs == 4 * 5 * 5 - 6
-    excluded = fit.table(fits, "excluded").query("fits == 'all'")
+    excluded = tables.table(fits, "excluded").query("fits == 'all'")
     assert sorted(excluded.reason.unique()) == ["diverged", "missing (not trained)"]
     assert "width=4, n_train=16, seed=0" in set(excluded.model)
 
@@ -177,10 +184,10 @@ def test_single_seed_falls_back_to_hc1_and_skips_the_bootstrap_noise():
 def test_a_tiny_cube_degrades_gracefully_and_says_why():
     tiny = synthetic_cube(seeds=2, widths=(4, 8), n_train=(8, 16))
     fits = fit.fit(tiny, FAST)
-    assert set(fit.table(fits, "row").law) == {"data", "model", "joint"}
-    notes = fit.table(fits, "note")
+    assert set(tables.table(fits, "row").law) == {"data", "model", "joint"}
+    notes = tables.table(fits, "note")
     assert notes.query("step == 'robust law'").reason.str.contains("needs 3").all()
-    assert "Notes" in fit.markdown(fits)
+    assert "Notes" in markdown(fits)
 
 
 @pytest.mark.parametrize("axis", ["model.width", "data.n_train"])
@@ -188,15 +195,15 @@ def test_laws_need_their_axis_to_vary(axis):
     ds = synthetic_cube()
     name = axis.split(".")[1]
     fits = fit.fit(ds.isel({name: [0]}), FAST)
-    ols = set(fit.table(fits, "row").query("law != 'robust'").law)
+    ols = set(tables.table(fits, "row").query("law != 'robust'").law)
     assert ols == ({"model"} if name == "n_train" else {"data"})
-    robust = fit.table(fits, "row").query("law == 'robust'")
+    robust = tables.table(fits, "row").query("law == 'robust'")
     assert list(robust.term) == (["log_N"] if name == "n_train" else ["log_n"])
 
 
 def test_unknown_fit_settings_are_named():
     with pytest.raises(ValueError, match="bootstarp"):
-        fit.fit_settings({}, {"bootstarp": 10})
+        fit.fit_settings(validate_study({"study": "x"}), {"bootstarp": 10})
 
 
 def _two_dimensions():
@@ -211,12 +218,13 @@ def _two_dimensions():
     config = json.loads(parts[0].attrs["config"])
     config["problem"] = {"name": "antiderivative", "inputs": {"family": sorted(BASES)[0]}}
     config["sweep"] = {"problem.inputs.modes": [2, 4], **config["sweep"]}
+    config = validate_study(config)  # resolved again, as collect stores it
     axes = {"modes": "problem.inputs.modes", "width": "model.width", "n_train": "data.n_train"}
     return ds.assign_attrs(config=json.dumps(config), axes=json.dumps(axes))
 
 
 def test_the_theory_is_computed_per_group_from_its_intrinsic_dimension():
-    rows = fit.table(fit.fit(_two_dimensions(), FAST), "row").query("law == 'robust'")
+    rows = tables.table(fit.fit(_two_dimensions(), FAST), "row").query("law == 'robust'")
     assert set(rows.group) == {"modes=2", "modes=4"}
     for r in rows.itertuples():
         b = {"modes=2": 2, "modes=4": 4}[r.group]

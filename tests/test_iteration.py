@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from opscale import cube, fit
+from opscale import cube, tables
 from opscale.analyses import iteration as analysis
 from opscale.evaluate import relative_l2
 from opscale.measures.iteration import IterationMeasure, spectral_norm
@@ -250,11 +250,11 @@ def test_the_tiny_study_measures_rates_and_errors_end_to_end(tmp_path):
     # the error at K_eval = K_train is the trained model's test error
     np.testing.assert_allclose(ds.iteration_error.sel(k_eval=2), ds.test_rel_l2, rtol=1e-5)
     np.testing.assert_allclose(ds.predicted_rate, 0.5 + 0.5 * ds.lipschitz, rtol=1e-6)
-    rates = fit.table(cube.read(study / "fit.nc"), "iteration_rates")
+    rates = tables.table(cube.read(study / "fit.nc"), "iteration_rates")
     assert len(rates) == 2 and rates.rate.between(0, 2).all() and (rates.points == 2 * 11).all()
     text = (study / "fit.md").read_text()
     assert "## Iterated operators: residual rate vs a + (1-a) L-hat" in text
     assert text.count("| 0.5 | 2 |") == 4  # two rows in each table
     for name in ("iteration_residuals", "iteration_error_vs_k"):
         assert (study / "figures" / f"{name}.png").stat().st_size > 1000
-    assert isinstance(fit.table(cube.read(study / "fit.nc"), "iteration_errors"), pd.DataFrame)
+    assert isinstance(tables.table(cube.read(study / "fit.nc"), "iteration_errors"), pd.DataFrame)

@@ -327,11 +327,12 @@ def test_the_analysis_says_when_a_statement_does_not_hold():
 
 def test_fit_md_puts_network_and_linearized_exponents_side_by_side():
     from opscale import fit
+    from opscale.markdown import markdown
 
     fits = fit.fit(
         _study_cube(), {"bootstrap": 0, "backtest_bootstrap": 0, "analyses": ["linearization"]}
     )
-    text = fit.markdown(fits)
+    text = markdown(fits)
     assert "## Linearization: theory vs measured" in text
     section = text.split("## Linearization: scaling exponents", 1)[1].split("##", 1)[0]
     lines = [line for line in section.splitlines() if line.startswith("| name=")]
@@ -342,7 +343,7 @@ def test_fit_md_puts_network_and_linearized_exponents_side_by_side():
 # ------------------------------------------------------------------ end to end
 @pytest.mark.workflow
 def test_the_linearized_study_runs_end_to_end(tmp_path):
-    from opscale import fit
+    from opscale import tables
     from tests.helpers import run_snakemake, tiny_config, write_config
 
     config = tiny_config(
@@ -365,7 +366,7 @@ def test_the_linearized_study_runs_end_to_end(tmp_path):
         network["ntk_alignment_test_init"], linearized["ntk_alignment_test_init"], rtol=1e-5
     )
     assert (network["test_rel_l2"] != linearized["test_rel_l2"]).all()
-    theory = fit.table(cube.read(results / "fit.nc"), "linearization_theory")
+    theory = tables.table(cube.read(results / "fit.nc"), "linearization_theory")
     assert set(theory["verdict"]) <= {"held", "did not hold", "n/a"} and len(theory) == 6
     text = (results / "fit.md").read_text()
     assert "## Linearization: scaling exponents, network vs linearized" in text

@@ -11,13 +11,13 @@ import xarray as xr
 from opscale import config as cfg
 from opscale import grid
 from opscale.analyses import recovery as analysis
-from opscale.fit import table
 from opscale.measures import recovery as measure
 from opscale.models import build_model
 from opscale.models.two_layer import TwoLayer
 from opscale.problems import generate, teacher
 from opscale.problems.tensors import Split
 from opscale.rng import numpy_rng, torch_generator
+from opscale.tables import table
 from tests.helpers import run_snakemake, write_config
 
 STUDY = {

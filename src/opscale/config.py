@@ -61,7 +61,7 @@ def validate_study(config: dict, source: str = "config") -> dict:
         validate(config, str(SCHEMA_PATH), set_default=True)
     except WorkflowError:
         raise ConfigError(_report(source, schema_errors(config))) from None
-    problems = sweep_errors(config) + analysis_errors(config)
+    problems = sweep_errors(config)
     if problems:
         raise ConfigError(_report(source, problems))
     return config
@@ -99,18 +99,6 @@ def sweep_errors(config: dict) -> list[str]:
         if path not in config.get("sweep", {})
     ]
     return problems
-
-
-def analysis_errors(config: dict) -> list[str]:
-    """Names in ``fit.analyses`` that no analysis is registered under."""
-    from opscale.analyses import ANALYSES
-
-    return [
-        f"fit.analyses[{i}] = {_did_you_mean(name, list(ANALYSES))}: no such analysis; "
-        f"registered: {', '.join(ANALYSES) or 'none'}"
-        for i, name in enumerate(config.get("fit", {}).get("analyses", []))
-        if name not in ANALYSES
-    ]
 
 
 def _value_errors(config: dict, path: str, value: Any) -> list[str]:

@@ -1,15 +1,14 @@
 """Figures of a study (seaborn), drawn from its cube and fit only (never retrains).
 
 Each figure is a function ``(obs, fits) -> matplotlib Figure`` in the ``FIGURES``
-registry; ``obs`` is ``opscale.fit.observations`` of the cube (trained, non-diverged
-models) and ``fits`` the fit dataset. A study's analyses (``opscale.analyses``) add
-their own figures, drawn from ``(cube, fits)``. Lines show the median over seeds with the
-interquartile range; dashed lines are the fitted law. Other swept axes become panels.
+registry (its names: ``opscale.figures``); ``obs`` is ``opscale.scaling.observations``
+of the cube (trained, non-diverged models) and ``fits`` the fit dataset. A study's
+analyses (``opscale.analyses``) add their own figures, drawn from ``(cube, fits)``. Lines
+show the median over seeds with the interquartile range; dashed lines are the fitted law.
+Other swept axes become panels.
 """
 
 from __future__ import annotations
-
-import json
 
 import matplotlib
 import matplotlib.ticker
@@ -22,21 +21,32 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from opscale import analyses, theory  # noqa: E402
+from opscale import (  # noqa: E402
+    analyses,
+    tables,  # noqa: E402
+    theory,
+)
 from opscale import cube as cubes  # noqa: E402
-from opscale.fit import ERROR, grouping_axes, observations, table  # noqa: E402
+from opscale.figures import SCALING_FIGURES  # noqa: E402
+from opscale.scaling.observations import ERROR, grouping_axes, observations  # noqa: E402
+from opscale.tables import confidence_label, table  # noqa: E402
 
-LABELS = {"n": "training functions n", "N": "parameters N", ERROR: "test relative L2 error"}
+LABELS = {"n": "training functions n", "N": "parameters N"}
+RESPONSES = {  # fit.response -> axis label of the error
+    "test_rel_l2": "test relative L2 error",
+    "val_rel_l2": "validation relative L2 error",
+    "train_rel_l2": "training relative L2 error",
+}
 
 
 def draw_figures(cube_path: str, fit_path: str, outputs: dict[str, str]) -> None:
     """Draw the figures named in `outputs` (name -> PNG path)."""
     cube, fits = cubes.read(cube_path), cubes.read(fit_path)
-    response = json.loads(fits.attrs.get("settings", "{}")).get("response", ERROR)
-    obs, _ = observations(cube, response)
+    settings = tables.settings(fits)
+    obs, _ = observations(cube, settings.get("response", ERROR))
     obs = _labelled(obs, grouping_axes(cube))
     sns.set_theme(style="whitegrid", context="paper")
-    studies = analyses.figures(json.loads(fits.attrs.get("settings", "{}")).get("analyses", []))
+    studies = analyses.figures(settings.get("analyses", []))
     for name, path in outputs.items():
         if name in FIGURES:
             figure = FIGURES[name](obs, fits)
@@ -51,10 +61,14 @@ def _labelled(obs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     obs = obs.assign(N=obs["n_params"].astype(int))
     obs["model size"] = obs["N"].map(lambda v: f"N = {v:,}")
     obs["panel"] = obs[by].astype(str).agg(", ".join, axis=1) if by else ""
-    # the fit's group label of every model (opscale.fit.groups)
-    named = [f"{k}=" + obs[k].astype(str) for k in by]
-    obs["group"] = pd.concat(named, axis=1).agg(", ".join, axis=1) if by else "all"
+    obs["group"] = cubes.group_labels(obs, by)  # the fit's group of every model
     return obs
+
+
+def _error_label(fits: xr.Dataset) -> str:
+    """Axis label of the error the laws were fitted to (``fit.response``)."""
+    response = tables.settings(fits).get("response", ERROR)
+    return RESPONSES.get(response, response)
 
 
 def error_vs_n_train(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
@@ -74,7 +88,7 @@ def _scaling_plot(obs, fits, x: str, hue: str, law: str) -> plt.Figure:
     grid = sns.relplot(
         data=frame,
         x=x,
-        y=ERROR,
+        y="err",
         hue=hue,
         hue_order=order,
         style="source",
@@ -88,7 +102,7 @@ def _scaling_plot(obs, fits, x: str, hue: str, law: str) -> plt.Figure:
         height=3.6,
         aspect=1.2,
     )
-    grid.set(xscale="log", yscale="log", xlabel=LABELS[x], ylabel=LABELS[ERROR])
+    grid.set(xscale="log", yscale="log", xlabel=LABELS[x], ylabel=_error_label(fits))
     for ax in grid.axes.flat:
         _tick_at(ax.xaxis, sorted(obs[x].unique()))
     grid.set_titles("{col_name}")
@@ -106,10 +120,10 @@ def _fitted(obs: pd.DataFrame, fits: xr.Dataset, law: str) -> pd.DataFrame:
     """One row per grid point with the law's fitted error (empty if it was not fitted)."""
     if f"fitted_{law}" not in fits:
         return obs.iloc[:0]
-    axes = list(json.loads(fits.attrs["axes"]))
+    axes = list(cubes.axes(fits))
     fitted = fits[f"fitted_{law}"].to_dataframe(name="fit").reset_index()
     points = obs.drop_duplicates(axes).merge(fitted, on=axes)
-    return points.assign(**{ERROR: points["fit"], "source": f"{law} law fit"})
+    return points.assign(err=points["fit"], source=f"{law} law fit")
 
 
 def error_heatmap(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
@@ -119,7 +133,7 @@ def error_heatmap(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
     for ax, panel in zip(axes[0], panels, strict=True):
         table = (
             obs[obs["panel"] == panel]
-            .pivot_table(index="N", columns="n", values=ERROR, aggfunc="median")
+            .pivot_table(index="N", columns="n", values="err", aggfunc="median")
             .sort_index(ascending=False)
         )
         sns.heatmap(
@@ -128,7 +142,7 @@ def error_heatmap(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
             annot=table.to_numpy(),
             fmt=".1e",
             cmap="magma_r",
-            cbar_kws={"label": "log10 median test rel. L2 error"},
+            cbar_kws={"label": f"log10 median {_error_label(fits)}"},
         )
         ax.set(xlabel=LABELS["n"], ylabel=LABELS["N"], title=panel)
     figure.tight_layout()
@@ -137,7 +151,7 @@ def error_heatmap(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
 
 # ----------------------------------------------------------------- figures of the fit
 def _groups(obs: pd.DataFrame, fits: xr.Dataset) -> list[str]:
-    """Fit groups (labels of opscale.fit.groups) in the order of the observations."""
+    """Fit groups (labels of opscale.scaling.observations.groups) in the order of the observations."""
     return list(obs["group"].unique())
 
 
@@ -157,12 +171,13 @@ def fit_curves(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
         panel = obs[obs["group"] == group]
         for ax, (x, other) in zip(row, [("n", "N"), ("N", "n")], strict=True):
             mine = curves[(curves.group == group) & (curves.x_axis == x)] if len(curves) else curves
-            _curves_panel(ax, panel, mine, x, other, group)
+            _curves_panel(ax, panel, mine, (x, other), group, fits)
     figure.tight_layout()
     return figure
 
 
-def _curves_panel(ax, panel: pd.DataFrame, curves: pd.DataFrame, x: str, other: str, group):
+def _curves_panel(ax, panel: pd.DataFrame, curves: pd.DataFrame, axes, group, fits):
+    x, other = axes
     levels = sorted(panel[other].unique())
     colours = dict(zip(levels, sns.color_palette("viridis", len(levels)), strict=True))
     stats = panel.groupby([other, x])["err"].describe(percentiles=[0.25, 0.5, 0.75])
@@ -181,10 +196,11 @@ def _curves_panel(ax, panel: pd.DataFrame, curves: pd.DataFrame, x: str, other: 
         if len(curve):
             ax.plot(curve.x, curve.fitted, color=colours[level], label=label)
             ax.fill_between(curve.x, curve.low, curve.high, color=colours[level], alpha=0.2)
-    ax.set(xscale="log", yscale="log", xlabel=LABELS[x], ylabel=LABELS[ERROR], title=group)
+    ax.set(xscale="log", yscale="log", xlabel=LABELS[x], ylabel=_error_label(fits), title=group)
     _tick_at(ax.xaxis, sorted(panel[x].unique()))
     if len(curves):
-        ax.legend(fontsize=6, title="robust law, 95% band", title_fontsize=6)
+        band = f"robust law, {confidence_label(fits)} band"
+        ax.legend(fontsize=6, title=band, title_fontsize=6)
 
 
 def fit_residuals(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
@@ -195,7 +211,7 @@ def fit_residuals(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
     )
     if not laws:
         _empty(figure, axes[0, 0], fits, "fitted law")
-    axis_names = list(json.loads(fits.attrs["axes"]))
+    axis_names = list(cubes.axes(fits))
     for ax, law in zip(axes[0], laws, strict=False):
         fitted = fits[f"fitted_{law}"].to_dataframe(name="fitted").reset_index()
         frame = obs.merge(fitted, on=axis_names).dropna(subset=["fitted"])
@@ -222,7 +238,7 @@ def fit_residuals(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
 
 
 def exponent_vs_dimension(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
-    """Measured exponents (robust law, 95% CI) vs intrinsic dimension, with the theory."""
+    """Measured exponents (robust law, with CI) vs intrinsic dimension, with the theory."""
     rows = table(fits, "row")
     figure, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), squeeze=False)
     if rows.empty:
@@ -231,12 +247,13 @@ def exponent_vs_dimension(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
         return figure
     rows = rows[rows.law == (rows.law.iloc[0] if "robust" not in set(rows.law) else "robust")]
     for ax, (term, name, rate) in zip(axes[0], THEORY_CURVES, strict=True):
-        _dimension_panel(ax, rows[rows.term == term], name, rate)
+        _dimension_panel(ax, rows[rows.term == term], (name, rate), confidence_label(fits))
     figure.tight_layout()
     return figure
 
 
-def _dimension_panel(ax, rows: pd.DataFrame, name: str, rate) -> None:
+def _dimension_panel(ax, rows: pd.DataFrame, theory_curve, level: str) -> None:
+    name, rate = theory_curve
     finite = rows[np.isfinite(rows.intrinsic_dim)]
     d2 = float(rows.output_dim.iloc[0]) if len(rows) else 1.0
     b = np.arange(1, max(8, int(finite.intrinsic_dim.max()) + 2 if len(finite) else 8) + 1)
@@ -248,7 +265,7 @@ def _dimension_panel(ax, rows: pd.DataFrame, name: str, rate) -> None:
             yerr=[finite.exponent - finite.ci_low, finite.ci_high - finite.exponent],
             fmt="o",
             capsize=3,
-            label="measured [95% CI]",
+            label=f"measured [{level} CI]",
         )
     for r in rows[~np.isfinite(rows.intrinsic_dim)].itertuples():
         ax.axhspan(r.ci_low, r.ci_high, color="C1", alpha=0.2)
@@ -289,6 +306,7 @@ def compute_frontier(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
             _empty(figure, ax, fits, "compute-optimal allocation")
             continue
         _frontier_panel(ax, panel, allocation[allocation.group == group], group)
+        ax.set_ylabel(_error_label(fits))
     figure.tight_layout()
     return figure
 
@@ -302,16 +320,10 @@ def _frontier_panel(ax, panel, allocation, group) -> None:
     ax.fill_between(
         allocation.budget, allocation.err_low, allocation.err_high, color="k", alpha=0.15
     )
-    ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel=LABELS[ERROR], title=group)
+    ax.set(xscale="log", yscale="log", xlabel="training FLOPs", title=group)
     ax.legend(fontsize=6)
 
 
-FIGURES = {
-    "error_vs_n_train": error_vs_n_train,
-    "error_vs_n_params": error_vs_n_params,
-    "error_heatmap": error_heatmap,
-    "fit_curves": fit_curves,
-    "fit_residuals": fit_residuals,
-    "exponent_vs_dimension": exponent_vs_dimension,
-    "compute_frontier": compute_frontier,
-}
+# name -> drawing function, for every scaling figure of the registry (a name without a
+# function fails here, at import, not silently at draw time)
+FIGURES = {name: globals()[name] for name in SCALING_FIGURES}

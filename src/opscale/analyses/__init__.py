@@ -7,7 +7,7 @@ provides
 
 - ``analyse(cube, settings) -> dict[str, pandas.DataFrame]``: its tables, called by the
   fit rule after the scaling-law fit; stored in fit.nc as tables ``<name>_<table>``
-  (read back with ``opscale.fit.table(fits, "<name>_<table>")``);
+  (read back with ``opscale.tables.table(fits, "<name>_<table>")``);
 - ``markdown(fits) -> str``: its section of fit.md, built from fit.nc alone;
 - one function ``<figure>(cube, fits) -> matplotlib.figure.Figure`` per figure name,
   each with a caption ``workflow/report/<figure>.rst``.

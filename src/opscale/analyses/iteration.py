@@ -18,8 +18,6 @@ verdict compares the fitted CI with the largest seed's predicted rate.
 
 from __future__ import annotations
 
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -27,18 +25,17 @@ import statsmodels.formula.api as smf
 import xarray as xr
 
 from opscale import cube as cubes
-from opscale.fit import _md, table
+from opscale.tables import confidence_label, markdown_table, table
 
 # residuals below FLOOR times the member's largest are round-off (float32 eps ~ 1e-7)
 FLOOR = 1e-5
-LEVEL = 0.95
 PARAMETERS = {"relaxation": "a", "iterations": "K_train", "shared": "shared"}
 
 
 def analyse(cube: xr.Dataset, settings: dict) -> dict[str, pd.DataFrame]:
     """Tables ``rates`` (fitted vs predicted residual rate) and ``errors`` (error vs K_eval)."""
-    config = json.loads(cube.attrs["config"])
-    return {"rates": rate_table(cube, config), "errors": error_table(cube, config)}
+    config, confidence = cubes.study_config(cube), settings["confidence"]
+    return {"rates": rate_table(cube, config, confidence), "errors": error_table(cube, config)}
 
 
 def member_frame(cube: xr.Dataset, config: dict, *names: str) -> pd.DataFrame:
@@ -56,11 +53,11 @@ def member_frame(cube: xr.Dataset, config: dict, *names: str) -> pd.DataFrame:
 
 def grid_keys(cube: xr.Dataset) -> list[str]:
     """Columns that identify a grid point: a, K_train, shared and any other sweep axis."""
-    axes = json.loads(cube.attrs.get("axes", "{}"))
+    axes = cubes.axes(cube)
     return [*PARAMETERS.values(), *(a for a in axes if a not in PARAMETERS)]
 
 
-def rate_table(cube: xr.Dataset, config: dict) -> pd.DataFrame:
+def rate_table(cube: xr.Dataset, config: dict, confidence: float = 0.95) -> pd.DataFrame:
     """One row per grid point: fitted residual rate [CI] vs predicted a + (1 - a) L-hat."""
     residuals = member_frame(cube, config, "residual", "window_start")
     predicted = member_frame(cube, config, "predicted_rate", "lipschitz")
@@ -68,7 +65,7 @@ def rate_table(cube: xr.Dataset, config: dict) -> pd.DataFrame:
     rows = [
         {
             **dict(zip(keys, key, strict=True)),
-            **fit_rate(group),
+            **fit_rate(group, confidence),
             **_prediction(predicted, keys, key),
         }
         for key, group in residuals.groupby(keys, sort=False)
@@ -76,7 +73,7 @@ def rate_table(cube: xr.Dataset, config: dict) -> pd.DataFrame:
     return pd.DataFrame([{**row, "verdict": verdict(row)} for row in rows])
 
 
-def fit_rate(group: pd.DataFrame) -> dict:
+def fit_rate(group: pd.DataFrame, confidence: float = 0.95) -> dict:
     """exp(slope) of log r_k on k in the window (seed intercepts), with its CI."""
     largest = group.groupby("seed")["residual"].max()
     kept = group[
@@ -87,7 +84,7 @@ def fit_rate(group: pd.DataFrame) -> dict:
         return {"rate": np.nan, "rate_low": np.nan, "rate_high": np.nan, "points": len(kept)}
     formula = "np.log(residual) ~ iteration" + (" + C(seed)" if kept.seed.nunique() > 1 else "")
     result = smf.ols(formula, kept).fit()
-    low, high = result.conf_int(1 - LEVEL).loc["iteration"]
+    low, high = result.conf_int(1 - confidence).loc["iteration"]
     slope = result.params["iteration"]
     return {
         "rate": np.exp(slope),
@@ -135,7 +132,7 @@ def error_table(cube: xr.Dataset, config: dict) -> pd.DataFrame:
 def markdown(fits: xr.Dataset) -> str:
     """The rate table and the error-vs-K_eval table of fit.md."""
     rates, errors = table(fits, "iteration_rates"), table(fits, "iteration_errors")
-    return "\n".join([_rates_md(rates), _errors_md(errors)])
+    return "\n".join([_rates_md(rates, confidence_label(fits)), _errors_md(errors)])
 
 
 RATE_COLUMNS = ("rate", "rate_low", "rate_high", "points", "predicted", "predicted_low")
@@ -155,7 +152,7 @@ def _numeric(value) -> bool:
     return isinstance(value, int | float | np.number) and not isinstance(value, bool)
 
 
-def _rates_md(rates: pd.DataFrame) -> str:
+def _rates_md(rates: pd.DataFrame, level: str) -> str:
     keys = [c for c in rates.columns if c not in RATE_COLUMNS]
     body = [
         [
@@ -167,13 +164,14 @@ def _rates_md(rates: pd.DataFrame) -> str:
         ]
         for _, r in rates.iterrows()
     ]
-    header = [*keys, "fitted rate [95% CI]", "a + (1-a) L-hat (median [range])"]
+    header = [*keys, f"fitted rate [{level} CI]", "a + (1-a) L-hat (median [range])"]
+    header += ["L-hat (median)", "verdict"]
     return (
         "## Iterated operators: residual rate vs a + (1-a) L-hat\n\n"
         "Fitted: exp(slope) of log r_k on k for k >= K_train (OLS, one intercept per seed). "
         "Predicted: a + (1-a) L-hat per seed, L-hat the block's largest local Lipschitz "
         "constant in y over the window's test iterates. The theory predicts a rate only "
-        "when a + (1-a) L-hat < 1.\n\n" + _md([*header, "L-hat (median)", "verdict"], body)
+        "when a + (1-a) L-hat < 1.\n\n" + markdown_table(header, body)
     )
 
 
@@ -189,7 +187,7 @@ def _errors_md(errors: pd.DataFrame) -> str:
     return (
         "## Iterated operators: test error vs K_eval\n\n"
         "Median relative L2 test error over seeds after K_eval iterations "
-        "(bold: K_eval = K_train, the trained model).\n\n" + _md(header, body)
+        "(bold: K_eval = K_train, the trained model).\n\n" + markdown_table(header, body)
     )
 
 
@@ -203,7 +201,7 @@ def _error_cell(group: pd.DataFrame, k_eval: int, k_train: int) -> str:
 
 def _curves(cube: xr.Dataset, variable: str, x: str) -> pd.DataFrame:
     """Median over seeds of `variable` along `x`, per grid point, with a line label."""
-    frame = member_frame(cube, json.loads(cube.attrs["config"]), variable)
+    frame = member_frame(cube, cubes.study_config(cube), variable)
     keys = grid_keys(cube)
     curves = frame.groupby([*keys, x], sort=False)[variable].median().reset_index()
     labels = [k for k in keys if k != "shared"]

@@ -21,8 +21,6 @@ Tables (fit.nc ``linearization_<table>``): ``advantage``, ``ranking``, ``alignme
 
 from __future__ import annotations
 
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -31,8 +29,8 @@ import xarray as xr
 from scipy import stats
 
 from opscale import cube as cubes
-from opscale import fit as fits_
-from opscale.fit import _md, table
+from opscale.scaling.observations import DATA_AXIS, TERM_AXIS, grouping_axes
+from opscale.tables import confidence_label, headline, markdown_table, table
 
 NAME = "linearization"
 LINEARIZED = "model.linearized"
@@ -53,7 +51,7 @@ def models(cube: xr.Dataset) -> pd.DataFrame:
     ``task`` labels the swept axes that are neither model nor data size (``all`` when
     there are none); ``point`` labels the grid point without the linearized axis.
     """
-    axes = json.loads(cube.attrs.get("axes", "{}"))
+    axes = cubes.axes(cube)
     flag = next((name for name, path in axes.items() if path == LINEARIZED), None)
     if flag is None:
         raise ValueError(f"the {NAME} analysis needs a swept axis {LINEARIZED}: [false, true]")
@@ -61,20 +59,15 @@ def models(cube: xr.Dataset) -> pd.DataFrame:
     df = cube[[*names, "status"]].to_dataframe().reset_index()
     df = df[df["status"] == cubes.OK].copy()
     df["linearized"] = df[flag].astype(bool)
-    tasks = [a for a in fits_.grouping_axes(cube) if a != flag]
+    tasks = [a for a in grouping_axes(cube) if a != flag]
     sizes = [a for a in axes if a != flag and a not in tasks]
-    df["task"] = _label(df, tasks) if tasks else "all"
-    df["point"] = _label(df, sizes)
+    df["task"] = cubes.group_labels(df, tasks)
+    df["point"] = cubes.group_labels(df, sizes)
     return df
 
 
 def _ntk_names() -> list[str]:
     return [v for v, _, _ in NTK] + DISTANCES
-
-
-def _label(df: pd.DataFrame, names: list[str]) -> pd.Series:
-    parts = [f"{k}=" + df[k].astype(str) for k in names]
-    return pd.concat(parts, axis=1).agg(", ".join, axis=1)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -269,7 +262,7 @@ def _theory_section(fits) -> str:
     rows = table(fits, f"{NAME}_theory")
     body = [[r.statement, r.measured, r.verdict] for r in rows.itertuples()]
     title = "## Linearization: theory vs measured (Ortiz-Jiménez et al. 2021)\n\n"
-    return title + _md(["statement", "measured", "verdict"], body) if body else ""
+    return title + markdown_table(["statement", "measured", "verdict"], body) if body else ""
 
 
 def exponent_rows(fits) -> pd.DataFrame:
@@ -277,7 +270,7 @@ def exponent_rows(fits) -> pd.DataFrame:
     rows = table(fits, "row")
     if rows.empty:
         return pd.DataFrame()
-    head = fits_._headline(rows)
+    head = headline(rows)
     parsed = head["group"].map(_split_group)
     head = head.assign(task=[t for t, _ in parsed], linearized=[f for _, f in parsed])
     cell = head.apply(
@@ -291,10 +284,9 @@ def exponent_rows(fits) -> pd.DataFrame:
 
 def _split_group(group: str) -> tuple[str, bool | None]:
     """("task label", linearized flag) of a scaling-fit group label."""
-    parts = [p for p in group.split(", ") if p != "all"]
-    flags = [p.split("=", 1)[1] in ("True", "1") for p in parts if p.startswith("linearized=")]
-    task = ", ".join(p for p in parts if not p.startswith("linearized=")) or "all"
-    return task, flags[0] if flags else None
+    values = cubes.parse_group_label(group)
+    flag = values.pop("linearized", None)
+    return cubes.group_label(values), None if flag is None else flag in ("True", "1")
 
 
 def _exponents_section(fits) -> str:
@@ -302,16 +294,13 @@ def _exponents_section(fits) -> str:
     if wide.empty:
         return ""
     body = [
-        [r["task"], fits_.TERM_AXIS[r["term"]], r.get("network", "–"), r.get("linearized", "–")]
+        [r["task"], TERM_AXIS[r["term"]], r.get("network", "–"), r.get("linearized", "–")]
         for _, r in wide.iterrows()
     ]
-    header = [
-        "task",
-        "axis",
-        "network: exponent [95% CI] (law)",
-        "linearized: exponent [95% CI] (law)",
-    ]
-    return "## Linearization: scaling exponents, network vs linearized\n\n" + _md(header, body)
+    level = confidence_label(fits)
+    header = ["task", "axis", *(f"{m}: exponent [{level} CI] (law)" for m in MODELS.values())]
+    title = "## Linearization: scaling exponents, network vs linearized\n\n"
+    return title + markdown_table(header, body)
 
 
 def _alignment_section(fits) -> str:
@@ -342,7 +331,7 @@ def _alignment_section(fits) -> str:
         "grows (train / test)",
     ]
     title = "## Linearization: NTK kernel–target alignment (median over models)\n\n"
-    return title + _md(header, body)
+    return title + markdown_table(header, body)
 
 
 def _advantage_section(fits) -> str:
@@ -364,7 +353,7 @@ def _advantage_section(fits) -> str:
         "## Linearization: median test error per grid point (non-linear advantage)\n\n"
         "ratio > 1: the network is better. Train error: network / linearized (median).\n\n"
     )
-    return title + _md(header, body) if body else ""
+    return title + markdown_table(header, body) if body else ""
 
 
 def _train_cell(r) -> str:
@@ -388,7 +377,7 @@ def _ranking_section(fits) -> str:
         for r in rows.itertuples()
     ]
     header = ["grid point", "tasks by error: network", "linearized", "same", "Spearman ρ"]
-    return "## Linearization: task ranking\n\n" + _md(header, body)
+    return "## Linearization: task ranking\n\n" + markdown_table(header, body)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -424,8 +413,8 @@ def linearization_errors(cube: xr.Dataset, fits: xr.Dataset) -> plt.Figure:
 
 
 def _n_axis(cube: xr.Dataset) -> str:
-    axes = json.loads(cube.attrs.get("axes", "{}"))
-    return next((name for name, path in axes.items() if path == fits_.DATA_AXIS), "n_params")
+    axes = cubes.axes(cube)
+    return next((name for name, path in axes.items() if path == DATA_AXIS), "n_params")
 
 
 def linearization_alignment(cube: xr.Dataset, fits: xr.Dataset) -> plt.Figure:

@@ -19,8 +19,6 @@ dimensions (no bias) and a student of width m >= k:
 
 from __future__ import annotations
 
-import copy
-import json
 import warnings
 
 import matplotlib.pyplot as plt
@@ -32,7 +30,9 @@ import xarray as xr
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 from scipy.stats import norm
 
-from opscale.config import get_path, validate_study
+from opscale import cube as cubes
+from opscale.config import get_path
+from opscale.tables import markdown_table, table
 
 KEYS = {  # column of the analysis: dotted path of the setting
     "k": "problem.neurons",
@@ -49,7 +49,7 @@ MEMBER_VARIABLES += ("student_params", "status")
 def analyse(cube: xr.Dataset, settings: dict) -> dict[str, pd.DataFrame]:
     """The ``rank`` and ``n50`` tables of a recovery study's cube."""
     members = member_frame(cube)
-    level = settings.get("confidence", 0.95)
+    level = settings["confidence"]
     return {"rank": rank_table(cube, members), "n50": n50_table(members, level)}
 
 
@@ -62,8 +62,8 @@ def member_frame(cube: xr.Dataset) -> pd.DataFrame:
 
 def _with_settings(frame: pd.DataFrame, cube: xr.Dataset) -> pd.DataFrame:
     """Columns k, d, m, init_scale, n from the swept axes, else the study's fixed values."""
-    axes = {path: name for name, path in json.loads(cube.attrs.get("axes", "{}")).items()}
-    config = validate_study(copy.deepcopy(json.loads(cube.attrs["config"])))
+    axes = {path: name for name, path in cubes.axes(cube).items()}
+    config = cubes.study_config(cube)  # resolved at parse time: every default is there
     for column, path in KEYS.items():
         frame[column] = frame[axes[path]] if path in axes else get_path(config, path)
     return frame
@@ -195,14 +195,12 @@ def _estimate(center, low, high, method: str) -> dict:
 # ---------------------------------------------------------------------------- markdown
 def markdown(fits: xr.Dataset) -> str:
     """fit.md's recovery sections: the rank check and n50 vs k(d+1)."""
-    from opscale.fit import _md, table
-
     ranks, n50s = table(fits, "recovery_rank"), table(fits, "recovery_n50")
     level = fits.attrs.get("confidence", 0.95)
-    return "\n".join([_rank_section(ranks, _md), _n50_section(n50s, level, _md)])
+    return "\n".join([_rank_section(ranks), _n50_section(n50s, level)])
 
 
-def _rank_section(ranks: pd.DataFrame, md) -> str:
+def _rank_section(ranks: pd.DataFrame) -> str:
     header = ["k", "d", "m", "k(d+1) (theory)", "rank, null embedding", "rank, split embedding"]
     header += ["m(d+1)", "rank at init (median)", "rank trained (median)", "members", "verdict"]
     rows = [
@@ -215,10 +213,10 @@ def _rank_section(ranks: pd.DataFrame, md) -> str:
         "Theory (Zhang et al. 2024): the Jacobian rank at the teacher embedded in a width-m "
         "student is exactly k(d+1), whatever m.\n\n"
     )
-    return intro + (md(header, rows) if rows else "No members measured.\n")
+    return intro + (markdown_table(header, rows) if rows else "No members measured.\n")
 
 
-def _n50_section(n50s: pd.DataFrame, level: float, md) -> str:
+def _n50_section(n50s: pd.DataFrame, level: float) -> str:
     header = ["k", "d", "m", "init scale", "k(d+1) (theory)", "m(d+1)"]
     header += [f"n50 [{level:.0%} CI]", "n50 / k(d+1)", "recovered / models", "method"]
     rows = [
@@ -234,7 +232,7 @@ def _n50_section(n50s: pd.DataFrame, level: float, md) -> str:
         "`interpolated`: the Logit did not converge, the per-n rate's crossing of 1/2; for "
         "both the interval is the bracketing pair of sampled n, not a confidence interval).\n\n"
     )
-    return intro + (md(header, rows) if rows else "No members measured.\n")
+    return intro + (markdown_table(header, rows) if rows else "No members measured.\n")
 
 
 def _interval(row) -> str:
@@ -268,8 +266,6 @@ def recovery_probability(cube: xr.Dataset, fits: xr.Dataset) -> plt.Figure:
 
 def recovery_rank(cube: xr.Dataset, fits: xr.Dataset) -> plt.Figure:
     """Measured Jacobian ranks vs the theory's k(d+1) (identity line) and m(d+1)."""
-    from opscale.fit import table
-
     ranks = table(fits, "recovery_rank")
     figure, ax = plt.subplots(figsize=(4.8, 4))
     top = float(max(ranks.m_d1.max(), 1)) if len(ranks) else 1.0

@@ -1,0 +1,97 @@
+"""Observations of a cube: one row per trained model, its group, and what was left out.
+
+The fits are per *group*: one combination of the swept axes that are neither the data
+size nor a model size (e.g. one input dimension). A row holds the response ``err`` (the
+unsquared ``fit.response``), ``log_err``, ``log_n``, ``log_N``, its grid ``point`` and a
+readable ``label`` of the model.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from opscale import cube as cubes
+
+log = logging.getLogger(__name__)
+ERROR = "test_rel_l2"
+DATA_AXIS = "data.n_train"
+# model axes that are not a model *size*: each value is fitted apart
+GROUPING_MODEL_AXES = ("model.name", "model.activation", "model.linearized", "model.shared")
+TERMS = ("log_N", "log_n")  # order of the terms of the additive laws
+TERM_AXIS = {"log_n": "n (training functions)", "log_N": "N (parameters)"}
+
+
+def observations(cube: xr.Dataset, response: str = ERROR) -> tuple[pd.DataFrame, dict]:
+    """One row per trained model with log n, log N, log error; and exclusion counts."""
+    axes = cubes.axes(cube)
+    names = [v for v in (response, "n_params", "train_flops", "status") if v in cube]
+    df = cube[names].to_dataframe().reset_index()
+    config = cubes.study_config(cube)
+    n_name = next((name for name, path in axes.items() if path == DATA_AXIS), None)
+    df["n"] = df[n_name] if n_name else config["data"]["n_train"]
+    status = df["status"].astype(int)
+    excluded = {
+        "diverged": int((status == cubes.DIVERGED).sum()),
+        "missing": int((status == cubes.MISSING).sum()),
+    }
+    df = df[(status == cubes.OK) & np.isfinite(df[response]) & (df[response] > 0)].copy()
+    df["err"] = df[response]
+    df["log_err"], df["log_n"] = np.log(df["err"]), np.log(df["n"].astype(float))
+    df["log_N"] = np.log(df["n_params"].astype(float))
+    df["point"] = df.groupby(list(axes) or ["n"], sort=False).ngroup()
+    df["label"] = cubes.group_labels(df, [*axes, "seed"])  # "label": no axis is named so
+    if any(excluded.values()):
+        log.warning("excluded from the fits: %s", excluded)
+    return df, excluded
+
+
+def excluded_models(cube: xr.Dataset, response: str = ERROR) -> list[dict]:
+    """Models left out of every fit, with the reason (diverged, missing, error <= 0)."""
+    df = cube[[response, "status"]].to_dataframe().reset_index()
+    axes = list(cubes.axes(cube))
+    reasons = np.select(
+        [df["status"] == cubes.DIVERGED, df["status"] == cubes.MISSING],
+        ["diverged", "missing (not trained)"],
+        default="error not finite and positive",
+    )
+    bad = (df["status"] != cubes.OK) | ~(np.isfinite(df[response]) & (df[response] > 0))
+    labels = cubes.group_labels(df[bad], [*axes, "seed"])
+    return [
+        {"group": "all", "model": model, "fits": "all", "reason": reason}
+        for model, reason in zip(labels, reasons[bad.to_numpy()], strict=True)
+    ]
+
+
+def _plain(value):
+    """A NumPy scalar as a plain Python value (for config paths)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def grouping_axes(cube: xr.Dataset) -> list[str]:
+    """Swept axes that are neither the data size nor a model size: fitted separately."""
+    axes = cubes.axes(cube)
+    return [
+        name
+        for name, path in axes.items()
+        if path != DATA_AXIS and (not path.startswith("model.") or path in GROUPING_MODEL_AXES)
+    ]
+
+
+def groups(obs: pd.DataFrame, cube: xr.Dataset):
+    """Yield (label, observations, {dotted path: value}) for every group of the cube."""
+    by, axes = grouping_axes(cube), cubes.axes(cube)
+    if not by:
+        yield cubes.ALL_GROUP, obs, {}
+        return
+    for key, frame in obs.groupby(by, sort=False):
+        values = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+        yield cubes.group_label(values), frame, {axes[k]: _plain(v) for k, v in values.items()}
+
+
+def varying_terms(frame: pd.DataFrame, minimum: int = 2) -> tuple[str, ...]:
+    """The terms (log_N, log_n) with at least `minimum` distinct values in `frame`."""
+    return tuple(t for t in TERMS if frame[t].nunique() >= minimum)

@@ -1,0 +1,93 @@
+"""fit.nc's table format: every fit table is a set of variables on its own dimension.
+
+A table ``name`` (``row``, ``parameter``, ``comparison``, ``backtest``, ``allocation``,
+``curve``, ``excluded``, ``note``, and an analysis' ``<analysis>_<table>``) is stored as
+variables ``<name>_<column>`` on dimension ``name``; the exponent table ``row`` is stored
+unprefixed. ``table(fits, name)`` reads one back as a DataFrame: this module is the only
+fit code that plots and analyses import. ``markdown_table`` renders a table the way every
+section of fit.md shows it (through tabulate).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tabulate import DataRow, TableFormat, tabulate
+
+EXPONENTS = "row"  # the table of exponent estimates, stored without a prefix
+# the fit's tables in the order fit.nc holds them, after the exponents
+TABLE_ORDER = ("parameter", "comparison", "backtest", "allocation", "curve", "excluded", "note")
+# GitHub-flavoured Markdown, one space around each cell, no column padding
+_MARKDOWN = TableFormat(
+    lineabove=None,
+    linebelowheader=lambda widths, _aligns: "|" + "---|" * len(widths),
+    linebetweenrows=None,
+    linebelow=None,
+    headerrow=DataRow("| ", " | ", " |"),
+    datarow=DataRow("| ", " | ", " |"),
+    padding=0,
+    with_header_hide=None,
+)
+
+
+def tables_dataset(tables: dict[str, list[dict]]) -> xr.Dataset:
+    """Every table (name -> rows) as one dataset: exponents, the fit's, then the others."""
+    ds = _table_dataset(pd.DataFrame(tables.get(EXPONENTS, [])), EXPONENTS, prefix="")
+    extra = [name for name in tables if name not in (*TABLE_ORDER, EXPONENTS)]
+    for name in (*TABLE_ORDER, *extra):  # the fit's tables, then the analyses'
+        ds = ds.merge(_table_dataset(pd.DataFrame(tables.get(name, [])), name))
+    return ds
+
+
+def _table_dataset(frame: pd.DataFrame, name: str, prefix: str | None = None) -> xr.Dataset:
+    """A table as variables `<prefix><column>` on dimension `name`."""
+    if frame.empty:
+        return xr.Dataset()
+    prefix = f"{name}_" if prefix is None else prefix
+    frame = frame.rename(columns=lambda c: f"{prefix}{c}").rename_axis(name).reset_index(drop=True)
+    return xr.Dataset({c: (name, _column(frame[c])) for c in frame.columns})
+
+
+def _column(values: pd.Series) -> np.ndarray:
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
+        return values.fillna("").astype(str).to_numpy(object)
+    return values.to_numpy()
+
+
+def table(fits: xr.Dataset, name: str) -> pd.DataFrame:
+    """One table of a fit dataset as a DataFrame (``row``, ``backtest``, ...)."""
+    prefix = "" if name == EXPONENTS else f"{name}_"
+    names = [v for v in fits.data_vars if fits[v].dims == (name,)]
+    return pd.DataFrame({v[len(prefix) :]: fits[v].values for v in names})
+
+
+def headline(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per group and axis of the exponent table: the robust estimate, else the joint OLS."""
+    rank = rows["law"].map({"robust": 0, "joint": 1, "data": 2, "model": 2})
+    return rows.assign(rank=rank).sort_values("rank").groupby(["group", "term"], sort=False).head(1)
+
+
+def settings(fits: xr.Dataset) -> dict:
+    """The ``fit:`` settings a fit dataset was made with."""
+    return json.loads(fits.attrs.get("settings", "{}"))
+
+
+def confidence_label(fits: xr.Dataset) -> str:
+    """The fit's confidence level (``fit.confidence``) as headers show it, e.g. ``95%``."""
+    return f"{100 * float(fits.attrs.get('confidence', 0.95)):g}%"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table of already formatted cells (each shown as ``str`` shows it)."""
+    text = tabulate(
+        rows,
+        headers=header,
+        tablefmt=_MARKDOWN,
+        stralign=None,
+        numalign=None,
+        disable_numparse=True,
+    )
+    return text + "\n"

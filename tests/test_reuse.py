@@ -1,5 +1,8 @@
+import json
+
 import numpy as np
 import pytest
+import xarray as xr
 
 from opscale import config as cfg
 from opscale import cube, grid, problems, reuse, train
@@ -63,6 +66,45 @@ def test_members_of_other_settings_are_not_reused(tmp_path, change):
     point, data, out = _column(tmp_path, [8, 16, 24])
     spec = point.spec | {"train": point.spec["train"] | change}
     assert reuse.earlier_members(spec, out, train.Members.of(spec).pairs()) is None
+
+
+def test_a_renamed_earlier_file_of_the_column_is_reused(tmp_path, caplog):
+    first = _train(tmp_path, [8, 16])
+    _, _, out = _column(tmp_path, [8, 16])
+    out.rename(out.with_name("renamed-by-hand.nc"))  # its name no longer holds the label
+    caplog.set_level("INFO")
+    second = _train(tmp_path, [8, 16, 24])
+    assert "reusing 4 trained member(s) of renamed-by-hand.nc" in caplog.text
+    assert np.array_equal(second.test_rel_l2.isel(member=[0, 1, 3, 4]), first.test_rel_l2)
+
+
+def _recorded_train(ds):
+    spec = cube.study_config(ds)
+    spec["train"]["lr"] = 0.01
+    return ds.assign_attrs(config=json.dumps(spec, sort_keys=True))
+
+
+def _recorded_width(ds):
+    return ds.assign_coords(width=4).assign_attrs(axes=json.dumps({"width": "model.width"}))
+
+
+@pytest.mark.parametrize("record", [_recorded_train, _recorded_width])
+def test_a_file_named_like_the_column_but_recording_another_is_not_reused(tmp_path, record):
+    _train(tmp_path, [8, 16])
+    _, _, earlier = _column(tmp_path, [8, 16])
+    cube.write(record(cube.read(earlier)), earlier)  # same name, another spec or width
+    point, _, out = _column(tmp_path, [8, 16, 24])
+    assert out.name.split("-")[0] == earlier.name.split("-")[0]  # the same label
+    assert reuse.earlier_members(point.spec, out, train.Members.of(point.spec).pairs()) is None
+
+
+def test_unreadable_and_foreign_files_in_the_points_folder_are_skipped(tmp_path):
+    _train(tmp_path, [8, 16])
+    (tmp_path / "points" / "truncated.nc").write_bytes(b"\x89HDF\r\n")
+    xr.Dataset({"x": ("i", [1.0])}).to_netcdf(tmp_path / "points" / "foreign.nc")
+    point, _, out = _column(tmp_path, [8, 16, 24])
+    found = reuse.earlier_members(point.spec, out, train.Members.of(point.spec).pairs())
+    assert reuse.member_pairs(found) == [(0, 8), (0, 16), (1, 8), (1, 16)]
 
 
 @pytest.mark.workflow

@@ -9,6 +9,7 @@ import pytest
 
 from opscale import cli, cube, grid, status
 from opscale.config import validate_study
+from opscale.layout import StudyLayout
 from tests.helpers import tiny_config, write_config
 from tests.test_faults import _point
 
@@ -22,7 +23,7 @@ def study(tmp_path):
 
 
 def _place(workdir, config, point, source):
-    path = workdir / status.point_path(config, point)
+    path = workdir / StudyLayout(config["study"]).point_file(point)
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, path)
     return path
@@ -37,7 +38,7 @@ def test_every_state_by_its_definition(study, tmp_path_factory):
     cube.write(cube.describe(ds), bad)
     _place(workdir, config, unreadable, _point(files, 16)).write_bytes(b"\x89HDF\r\n")
     # the marker Snakemake writes when a job starts: .snakemake/incomplete/<b64 of output>
-    key = base64.urlsafe_b64encode(str(status.point_path(config, incomplete)).encode())
+    key = base64.urlsafe_b64encode(StudyLayout(config["study"]).point_file(incomplete).encode())
     (workdir / ".snakemake" / "incomplete").mkdir(parents=True)
     (workdir / ".snakemake" / "incomplete" / key.decode()).write_text("{}")
     states = {s.point: s for s in status.study_status(config, workdir)}
@@ -54,11 +55,12 @@ def test_every_state_by_its_definition(study, tmp_path_factory):
 
 def test_a_failure_in_the_log_is_failed_and_no_trace_is_missing(study):
     config, (logged, untouched, *_), workdir = study
-    log = workdir / status.log_path(config, logged)
+    relative = StudyLayout(config["study"]).train_log(logged)
+    log = workdir / relative
     log.parent.mkdir(parents=True)
     log.write_text("2026-12-01 INFO ...\n2026-12-01 ERROR opscale: job failed\nTraceback ...\n")
     states = {s.point: s for s in status.study_status(config, workdir)}
-    expected = ("failed", f"see {status.log_path(config, logged)}")
+    expected = ("failed", f"see {relative}")
     assert (states[logged].state, states[logged].reason) == expected
     assert states[untouched].state == "missing"
 

@@ -3,9 +3,13 @@
 With ``members: [data.n_train]`` one job trains a whole column of the grid (every n of
 one model) and its id hashes the list of n, so adding an n gives the column a new id and
 Snakemake runs it again. This module makes that job train only the new members: it looks
-in the points folder for earlier files of the same column (the same readable label, and
-the same spec except the list of n) and takes every member (seed, n) they already hold.
-Dropping an n trains nothing at all.
+in the points folder for earlier files of the same column and takes every member (seed,
+n) they already hold. Dropping an n trains nothing at all.
+
+What a file records decides whether it belongs to the column, never its name: its job
+axes (scalar coordinates, named in ``attrs["axes"]``) hold this job's values, and its
+spec (``attrs["config"]``) is this job's except the list of n and the seeds. A renamed
+file still counts; a file of another spec does not, whatever its name.
 
 A member's training does not depend on the other members of its batch (its data,
 initialisation, budget, schedule, stopping and optimizer state are its own; see
@@ -24,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from opscale import cube
+from opscale.config import get_path
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +37,14 @@ def earlier_members(spec: dict, out_path: str | Path, pairs: list) -> xr.Dataset
     """Members (seed, n) in `pairs` that earlier point files of the same column hold.
 
     Only jobs whose ``data.n_train`` is a member axis (a list) reuse; the candidates are
-    the files of `out_path`'s folder with the same label (the id without its hash).
-    None when no member is found.
+    the point files of `out_path`'s folder (the study's ``StudyLayout.points_dir``) that
+    record the same column (see the module's docstring). None when no member is found.
     """
     if not isinstance(spec["data"]["n_train"], list):
         return None
     out_path = Path(out_path)
-    label = out_path.stem.rsplit("-", 1)[0]
     wanted, found = set(pairs), []
-    for path in sorted(out_path.parent.glob(f"{label}-*.nc")):
+    for path in sorted(out_path.parent.glob("*.nc")):
         if path != out_path and _same_column(path, spec):
             ds = _members(cube.read_point(path), wanted)
             if ds.sizes["member"]:
@@ -71,11 +75,23 @@ def member_pairs(ds: xr.Dataset) -> list[tuple[int, int]]:
 def _same_column(path: Path, spec: dict) -> bool:
     """Whether the point file at `path` was trained with `spec` but another list of n."""
     try:
+        # lazily: only the header (attributes, scalar coordinates) is read
         with xr.open_dataset(path, engine="netcdf4") as ds:
-            other = json.loads(ds.attrs.get("config", "{}"))
-    except (OSError, ValueError, RuntimeError):
-        return False  # unreadable: not ours to judge (collect reports bad files)
-    return _without_sizes(other) == _without_sizes(spec)
+            same_axes = _same_job_axes(ds, spec)
+            other = cube.study_config(ds)
+    except (OSError, ValueError, RuntimeError, KeyError):
+        return False  # unreadable or not a point file: not ours to judge (collect reports)
+    return same_axes and _without_sizes(other) == _without_sizes(spec)
+
+
+def _same_job_axes(ds: xr.Dataset, spec: dict) -> bool:
+    """Whether every job axis `ds` records holds `spec`'s value on it.
+
+    A file that records ``n_train`` as a job axis (one n per job) fails here, as our
+    spec holds a list of n there: its members have no n of their own to reuse.
+    """
+    recorded = cube.axes(ds)
+    return all(ds[name].values.tolist() == get_path(spec, path) for name, path in recorded.items())
 
 
 def _without_sizes(spec: dict) -> dict:

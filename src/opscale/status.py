@@ -13,7 +13,8 @@ missing   no point file and no trace of a failed attempt: not trained yet
 ========  ===================================================================================
 
 Paths are relative to the working directory of the Snakemake run (``--directory``),
-where ``results/<study>/`` and ``.snakemake/`` live. Reading never changes a file.
+where ``results/<study>/`` (see ``opscale.layout``) and ``.snakemake/`` live. Reading
+never changes a file.
 ``partial_cube`` builds the cube of the points that exist (``opscale collect``), the way
 to get a cube after ``snakemake --keep-going`` left some points failed.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opscale import grid
+from opscale.layout import ROOT, StudyLayout
 
 STATES = ("done", "diverged", "failed", "missing")
 FAILURE_MARK = "job failed"  # what opscale.jobs logs when a rule's work raises
@@ -42,16 +44,6 @@ class PointState:
     reason: str = ""
 
 
-def point_path(config: dict, point: str) -> Path:
-    """The point file of `point` (relative to the run's working directory)."""
-    return Path("results", config["study"], "points", f"{point}.nc")
-
-
-def log_path(config: dict, point: str) -> Path:
-    """The training log of `point` (relative to the run's working directory)."""
-    return Path("results", config["study"], "logs", "train", f"{point}.log")
-
-
 def study_status(config: dict, workdir: str | os.PathLike = ".") -> list[PointState]:
     """The state of every grid point of a validated study config, in grid order."""
     workdir = Path(workdir)
@@ -62,7 +54,8 @@ def point_state(config: dict, point: str, workdir: Path) -> PointState:
     """The state of one grid point (see the module's table for the definitions)."""
     from opscale import cube
 
-    path = point_path(config, point)
+    layout = StudyLayout(config["study"])
+    path = Path(layout.point_file(point))
     if (workdir / path).exists():
         try:
             ds = cube.read_point(workdir / path)
@@ -74,7 +67,7 @@ def point_state(config: dict, point: str, workdir: Path) -> PointState:
         return PointState(point, "done", path)
     if incomplete_marker(workdir, path).exists():
         return PointState(point, "failed", path, "incomplete: killed mid-job, or running now")
-    log = log_path(config, point)
+    log = Path(layout.train_log(point))
     if (workdir / log).is_file() and FAILURE_MARK in (workdir / log).read_text(errors="replace"):
         return PointState(point, "failed", path, f"see {log}")
     return PointState(point, "missing", path)
@@ -97,7 +90,8 @@ def summary(config: dict, states: list[PointState], show_done: bool = False) -> 
     """A few lines for people: counts by state, then every point (not done) with its path."""
     counts = Counter(s.state for s in states)
     head = ", ".join(f"{counts[state]} {state}" for state in STATES)
-    lines = [f"study {config['study']} (results/{config['study']}): {len(states)} points: {head}"]
+    folder = StudyLayout(config["study"]).study_dir
+    lines = [f"study {config['study']} ({folder}): {len(states)} points: {head}"]
     for state in STATES if show_done else STATES[1:]:
         lines += [_line(s) for s in states if s.state == state]
     return "\n".join(lines)
@@ -123,7 +117,7 @@ def partial_cube(config: dict, workdir: str | os.PathLike = ".") -> tuple[Path, 
     workdir = Path(workdir)
     states = study_status(config, workdir)
     readable = [str(workdir / s.path) for s in states if s.state in ("done", "diverged")]
-    out = workdir / "results" / config["study"] / "cube.nc"
+    out = workdir / StudyLayout(config["study"]).cube
     cube.collect_cube(readable, config, str(out))
     return out, [s for s in states if s.state in ("failed", "missing")]
 
@@ -168,14 +162,18 @@ def study_configs(args) -> list[dict]:
         raise SystemExit(f"opscale: {error}") from None
     names = ", ".join(sorted({c["study"] for c in configs})) or "none"
     if args.study is None:
-        chosen = [c for c in configs if (args.directory / "results" / c["study"]).is_dir()]
-        what = f"no study has results in {args.directory / 'results'}"
+        chosen = [c for c in configs if _has_results(args.directory, c)]
+        what = f"no study has results in {args.directory / ROOT}"
     else:
         chosen = [c for c in configs if c["study"] == args.study]
         what = f"no study named {args.study!r}"
     if not chosen:
         raise SystemExit(f"opscale: {what}; known studies: {names}")
     return chosen
+
+
+def _has_results(workdir: Path, config: dict) -> bool:
+    return (workdir / StudyLayout(config["study"]).study_dir).is_dir()
 
 
 def known_study_files(workdir: Path) -> list[Path]:

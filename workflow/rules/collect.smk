@@ -2,11 +2,11 @@ rule collect:
     input:
         points=get_point_files,
     output:
-        cube=f"{STUDY}/cube.nc",
+        cube=LAYOUT.cube,
     log:
-        f"{STUDY}/logs/collect.log",
+        LAYOUT.log("collect"),
     benchmark:
-        f"{STUDY}/benchmarks/collect.tsv"
+        LAYOUT.benchmark("collect")
     conda:
         "../../envs/opscale.yaml"
     resources:

@@ -2,10 +2,11 @@
 from opscale import grid
 from opscale.analyses import figures as analysis_figures
 from opscale.config import validate_study
+from opscale.layout import DATA_ID, POINT, StudyLayout
 
 validate_study(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 
-STUDY = f"results/{config['study']}"
+LAYOUT = StudyLayout(config["study"])  # every path the rules write
 POINTS = {point.id: point for point in grid.points(config)}
 DATA = grid.data_specs(config)
 SCALING_FIGURES = (
@@ -46,7 +47,7 @@ def get_point_coords(wildcards):
 
 def get_data_file(wildcards):
     """The data file a grid point trains on."""
-    return f"{STUDY}/data/{POINTS[wildcards.point].data_id}.nc"
+    return LAYOUT.data_file(POINTS[wildcards.point].data_id)
 
 
 def _dataset_files(problem):
@@ -68,4 +69,4 @@ def get_problem_files(wildcards):
 
 def get_point_files(wildcards):
     """Every point file of the study."""
-    return [f"{STUDY}/points/{point}.nc" for point in POINTS]
+    return [LAYOUT.point_file(point) for point in POINTS]

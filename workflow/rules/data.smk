@@ -2,11 +2,11 @@ rule data:
     input:
         files=get_problem_files,
     output:
-        data=f"{STUDY}/data/{{data_id}}.nc",
+        data=LAYOUT.data_file(DATA_ID),
     log:
-        f"{STUDY}/logs/data/{{data_id}}.log",
+        LAYOUT.log("data", DATA_ID),
     benchmark:
-        f"{STUDY}/benchmarks/data/{{data_id}}.tsv"
+        LAYOUT.benchmark("data", DATA_ID)
     conda:
         "../../envs/opscale.yaml"
     threads: 1

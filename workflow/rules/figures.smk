@@ -7,16 +7,16 @@ rule figures:
     output:
         **{
             name: report(
-                f"{STUDY}/figures/{name}.png",
+                LAYOUT.figure(name),
                 caption=f"../report/{name}.rst",
                 category=category,
             )
             for name, category in FIGURES.items()
         },
     log:
-        f"{STUDY}/logs/figures.log",
+        LAYOUT.log("figures"),
     benchmark:
-        f"{STUDY}/benchmarks/figures.tsv"
+        LAYOUT.benchmark("figures")
     conda:
         "../../envs/opscale.yaml"
     resources:

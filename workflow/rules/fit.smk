@@ -2,16 +2,16 @@ rule fit:
     input:
         cube=rules.collect.output.cube,
     output:
-        fit=f"{STUDY}/fit.nc",
+        fit=LAYOUT.fit,
         table=report(
-            f"{STUDY}/fit.md",
+            LAYOUT.fit_table,
             caption="../report/fit.rst",
             category="Fits",
         ),
     log:
-        f"{STUDY}/logs/fit.log",
+        LAYOUT.log("fit"),
     benchmark:
-        f"{STUDY}/benchmarks/fit.tsv"
+        LAYOUT.benchmark("fit")
     conda:
         "../../envs/opscale.yaml"
     # groups (e.g. one per intrinsic dimension) are fitted in parallel processes

@@ -4,11 +4,11 @@ rule train:
     input:
         data=get_data_file,
     output:
-        point=f"{STUDY}/points/{{point}}.nc",
+        point=LAYOUT.point_file(POINT),
     log:
-        f"{STUDY}/logs/train/{{point}}.log",
+        LAYOUT.train_log(POINT),
     benchmark:
-        f"{STUDY}/benchmarks/train/{{point}}.tsv"
+        LAYOUT.benchmark("train", POINT)
     conda:
         "../../envs/opscale.yaml"
     threads: 1
@@ -18,6 +18,6 @@ rule train:
     params:
         spec=get_point_spec,
         coords=get_point_coords,
-        checkpoint=f"{STUDY}/checkpoints/{{point}}.pt",
+        checkpoint=LAYOUT.checkpoint(POINT),
     script:
         "../scripts/train.py"

@@ -1,0 +1,106 @@
+"""Every path under ``results/<study>/``: the one place that spells them.
+
+A study's folder, relative to the working directory of the Snakemake run
+(``--directory``)::
+
+    results/<study>/
+        data/<data_id>.nc              input functions and solutions (rule data)
+        points/<point_id>.nc           one trained job: all its members (rule train)
+        checkpoints/<point_id>.pt      a training job's last checkpoint (resume after a kill)
+        cube.nc                        the study cube (rule collect)
+        fit.nc, fit.md                 fitted exponents, as NetCDF and as a table (rule fit)
+        figures/<name>.png             the figures of the report (rule figures)
+        logs/<rule>.log                the log of a one-job rule (collect, fit, figures)
+        logs/<rule>/<wildcard>.log     the log of each job of a rule (data, train)
+        benchmarks/<rule>.tsv          Snakemake's timing of a job, named like its log
+        benchmarks/<rule>/<wildcard>.tsv
+
+Paths are strings with ``/``, exactly as Snakemake names the files (its incomplete
+markers and ``--forcerun`` take these strings). Give a method a wildcard (``POINT``,
+``DATA_ID``) instead of an id and it returns the rule's pattern. Standard library only:
+the Snakefile imports this module while it parses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "results"  # the folder of every study's folder
+
+# The rules' wildcards: a path of a wildcard is the pattern of the rule that makes it.
+POINT = "{point}"
+DATA_ID = "{data_id}"
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """The files of one study, relative to the run's working directory.
+
+    Parameters
+    ----------
+    study : str
+        The study's name (``study:`` of its config).
+    root : str
+        The folder holding every study's folder.
+    """
+
+    study: str
+    root: str = ROOT
+
+    @property
+    def study_dir(self) -> str:
+        """The study's folder, ``results/<study>``."""
+        return f"{self.root}/{self.study}"
+
+    def data_file(self, data_id: str) -> str:
+        """The data file `data_id` (``DATA_ID`` for the pattern)."""
+        return f"{self.study_dir}/data/{data_id}.nc"
+
+    @property
+    def points_dir(self) -> str:
+        """The folder of the point files: every trained job of the study."""
+        return f"{self.study_dir}/points"
+
+    def point_file(self, point_id: str) -> str:
+        """The point file of grid point `point_id` (``POINT`` for the pattern)."""
+        return f"{self.points_dir}/{point_id}.nc"
+
+    def checkpoint(self, point_id: str) -> str:
+        """The training checkpoint of grid point `point_id` (``POINT`` for the pattern)."""
+        return f"{self.study_dir}/checkpoints/{point_id}.pt"
+
+    def train_log(self, point_id: str) -> str:
+        """The training log of grid point `point_id` (``POINT`` for the pattern)."""
+        return self.log("train", point_id)
+
+    @property
+    def cube(self) -> str:
+        """The study cube."""
+        return f"{self.study_dir}/cube.nc"
+
+    @property
+    def fit(self) -> str:
+        """The fit tables (NetCDF)."""
+        return f"{self.study_dir}/fit.nc"
+
+    @property
+    def fit_table(self) -> str:
+        """The fit as Markdown tables."""
+        return f"{self.study_dir}/fit.md"
+
+    def figure(self, name: str) -> str:
+        """The figure `name` (a PNG)."""
+        return f"{self.study_dir}/figures/{name}.png"
+
+    def log(self, rule: str, wildcard: str | None = None) -> str:
+        """The log of rule `rule`'s job; one per `wildcard` value for rules with one."""
+        return f"{self.study_dir}/logs/{_job_name(rule, wildcard)}.log"
+
+    def benchmark(self, rule: str, wildcard: str | None = None) -> str:
+        """Snakemake's benchmark (a TSV of timings) of a job, named like its log."""
+        return f"{self.study_dir}/benchmarks/{_job_name(rule, wildcard)}.tsv"
+
+
+def _job_name(rule: str, wildcard: str | None) -> str:
+    # a rule of many jobs gets a folder of its own, one file per job
+    return rule if wildcard is None else f"{rule}/{wildcard}"

@@ -8,6 +8,7 @@ from scipy.integrate import cumulative_trapezoid
 from opscale import config as cfg
 from opscale import grid, problems
 from opscale.problems.datasets import DatasetError, files, resolve
+from opscale.problems.registry import problem_files
 from tests.helpers import REPO, planned_jobs, run_snakemake, tiny_config, write_config
 
 SHIPPED = REPO / "resources" / "datasets"
@@ -47,6 +48,14 @@ def test_relative_paths_resolve_against_the_repository_root(tmp_path, monkeypatc
     assert resolve(str(tmp_path / "y")) == tmp_path / "y"
     paths = files(cfg.validate_study({"study": "d", "problem": ANTIDERIVATIVE})["problem"])
     assert paths["train"] == SHIPPED / "antiderivative_aligned_train.nc"
+
+
+def test_the_workflow_reads_the_train_and_test_files_of_a_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Snakemake's -d: paths still resolve against the repo
+    problem = cfg.validate_study({"study": "d", "problem": DARCY})["problem"]
+    assert problem_files(problem) == [
+        str(SHIPPED / f"darcy16_{part}.nc") for part in ("train", "test")
+    ]
 
 
 def test_antiderivative_dataset_in_the_common_layout():

@@ -1,15 +1,25 @@
+import copy
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from opscale import config as cfg
 from opscale import grid, problems
-from opscale.problems import operators, regression
+from opscale.problems import operator_data, operators, registry, regression
 from opscale.problems.inputs import BASES, COEFFICIENTS, FAMILIES, KERNELS, rbf_kernel
 from opscale.rng import numpy_rng
 from tests.helpers import tiny_config
 
 X = np.linspace(0.0, 1.0, 201)
 DEFAULT_PROBLEM = cfg.validate_study({"study": "x"})["problem"]
+SPACE_TIME = {"diffusion_reaction", "advection"}  # the operators whose output is on (x, t)
+
+
+def _resolved(problem: dict) -> dict:
+    """A hand-written problem section as the workflow passes it: validated, defaults in."""
+    return cfg.validate_study({"study": "x", "problem": copy.deepcopy(problem)})["problem"]
 
 
 def _orders(errors) -> np.ndarray:
@@ -25,13 +35,44 @@ def test_schema_enums_list_exactly_the_registered_names():
     schema = cfg.load_schema()["properties"]["problem"]["properties"]
     inputs = schema["inputs"]["properties"]
     assert set(schema["name"]["enum"]) == set(problems.PROBLEMS)
-    assert set(problems.PROBLEMS) == set(problems.PROBLEM_KINDS)
-    assert set(inputs["family"]["enum"]) == set(FAMILIES)
+    assert set(inputs["family"]["enum"]) == set(FAMILIES) == set(registry.FAMILY_DIMS)
     assert set(inputs["kernel"]["enum"]) == set(KERNELS)
     assert set(inputs["coefficients"]["enum"]) == set(COEFFICIENTS)
-    assert set(schema["query_points"]["enum"]) == set(problems.QUERIES)
+    assert set(schema["query_points"]["enum"]) == set(operator_data.QUERIES)
     assert set(schema["target"]["enum"]) == set(regression.TARGETS)
-    assert set(operators.OUTPUT_DIMS) == set(operators.OPERATORS)
+
+
+@pytest.mark.parametrize("name", sorted(registry.PROBLEMS))
+def test_every_record_names_functions_that_exist(name):
+    record = registry.PROBLEMS[name]
+    assert callable(registry.load(record.build))
+    if record.solve is not None:
+        assert registry.load(record.solve).__module__ == operators.__name__
+
+
+def test_the_registry_imports_nothing_heavy():
+    # Snakemake imports it at parse time, in every DAG build and every cluster job
+    code = (
+        "import sys, opscale.problems.registry, opscale.problems; "
+        "print(sorted({'numpy', 'scipy', 'xarray', 'torch'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_generated_problems_read_no_files():
+    for name in sorted(set(registry.PROBLEMS) - {"dataset"}):
+        assert registry.problem_files(DEFAULT_PROBLEM | {"name": name}) == []
+
+
+def test_dimensions_read_the_resolved_problem_without_validating_it_again(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the problem section was validated again")
+
+    monkeypatch.setattr(cfg, "validate_study", refuse)
+    problem = DEFAULT_PROBLEM | {"inputs": DEFAULT_PROBLEM["inputs"] | {"family": "sine"}}
+    assert problems.intrinsic_dim(problem) == problem["inputs"]["modes"]
+    assert problems.output_dim(problem) == 1
 
 
 # ---------------------------------------------------------------- input families
@@ -244,7 +285,7 @@ def test_generated_file_layout():
 SMALL = {"sensors": 20, "queries": 6, "resolution": 101, "pde_resolution": 21}
 
 
-@pytest.mark.parametrize("name", sorted(operators.OPERATORS))
+@pytest.mark.parametrize("name", sorted(registry.OPERATORS))
 @pytest.mark.parametrize("query_points", ["grid", "random"])
 def test_every_operator_builds_prefix_stable_data(name, query_points):
     problem = SMALL | {"name": name, "query_points": query_points}
@@ -255,7 +296,7 @@ def test_every_operator_builds_prefix_stable_data(name, query_points):
     large = _data(
         tiny_config(sweep={}, problem=problem, data={"n_train": 9, "n_val": 4, "n_test": 5})
     )
-    d2 = operators.OUTPUT_DIMS[name]
+    d2 = 2 if name in SPACE_TIME else 1
     assert small.sizes["query"] == 6**d2 and small.sizes["y_dim"] == d2
     assert ("sample" in small.y.dims) == (query_points == "random")
     for var in ("u", "s"):
@@ -266,7 +307,7 @@ def test_every_operator_builds_prefix_stable_data(name, query_points):
         np.testing.assert_allclose(
             test_small, large[var].values[:, large.split.values == "test"], atol=1e-10
         )
-    assert problems.output_dim(problem) == d2
+    assert problems.output_dim(_resolved(problem)) == d2
 
 
 def test_random_query_points_are_per_function_and_consistent_with_the_grid():
@@ -321,6 +362,7 @@ def test_subspace_regression_inputs_lie_in_a_d_dimensional_subspace():
         basis = regression.subspace(int(ds.seed[seed]), 12, 3)
         z = ds.u.values[seed] @ basis  # back to the subspace coordinates
         np.testing.assert_allclose(ds.s.values[seed, :, 0], regression.sine_norm(z), atol=1e-12)
+    problem = _resolved(problem)
     assert problems.intrinsic_dim(problem) == 3 and problems.output_dim(problem) == 0
 
 
@@ -364,5 +406,6 @@ def test_regression_targets_are_lipschitz(target):
     ],
 )
 def test_intrinsic_and_output_dims(problem, b, d2):
+    problem = _resolved(problem)
     assert problems.intrinsic_dim(problem) == b
     assert problems.output_dim(problem) == d2

@@ -1,13 +1,21 @@
 """The theory registry: exponents of the papers, converted to the unsquared error."""
 
+import copy
+
 import pytest
 
 from opscale import theory
+from opscale.config import validate_study
 from opscale.problems.inputs import BASES
 
 
 def _by_axis(predictions):
     return {p.axis: p for p in predictions}
+
+
+def _resolved(config: dict) -> dict:
+    """A hand-written study config as the workflow passes it: validated, defaults in."""
+    return validate_study({"study": "t", **copy.deepcopy(config)})
 
 
 def test_deeponet_with_finite_inputs_gets_the_lzls_rates_of_the_unsquared_error():
@@ -19,7 +27,8 @@ def test_deeponet_with_finite_inputs_gets_the_lzls_rates_of_the_unsquared_error(
 
 
 def test_infinite_dimensional_inputs_get_only_logarithmic_rates():
-    rates = theory.predictions({"problem": {"name": "antiderivative", "inputs": {"family": "grf"}}})
+    config = {"problem": {"name": "antiderivative", "inputs": {"family": "grf"}}}
+    rates = theory.predictions(_resolved(config))
     assert {p.theory for p in rates} == {"deeponet_lipschitz"}
     assert {p.axis: p.exponent for p in rates} == {"model": 0.0, "data": 0.0}
 
@@ -30,7 +39,7 @@ def test_a_finite_series_of_b_modes_uses_b_from_the_problem():
         "problem": {"name": "antiderivative", "inputs": {"family": family, "modes": 4}},
         "model": {"name": "deeponet"},
     }
-    rates = _by_axis(theory.predictions(config))
+    rates = _by_axis(theory.predictions(_resolved(config)))
     assert rates["model"].exponent == pytest.approx(1 / 5)
     assert rates["data"].exponent == pytest.approx(1 / 7)
 
@@ -77,6 +86,6 @@ def test_group_config_sets_the_groups_values_without_touching_the_study():
 
 def test_no_bound_is_claimed_for_a_linearized_network():
     config = {"problem": {"name": "antiderivative", "inputs": {"family": "grf"}}}
-    network = theory.predictions(config | {"model": {"name": "deeponet"}})
+    network = theory.predictions(_resolved(config | {"model": {"name": "deeponet"}}))
     linearized = {"name": "deeponet", "linearized": True}
-    assert network and theory.predictions(config | {"model": linearized}) == []
+    assert network and theory.predictions(_resolved(config | {"model": linearized})) == []

@@ -151,7 +151,7 @@ def error_heatmap(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
 
 # ----------------------------------------------------------------- figures of the fit
 def _groups(obs: pd.DataFrame, fits: xr.Dataset) -> list[str]:
-    """Fit groups (labels of opscale.scaling.observations.groups) in the order of the observations."""
+    """Fit groups (labels of `scaling.observations.groups`) in the order of the observations."""
     return list(obs["group"].unique())
 
 

@@ -3,8 +3,8 @@
 Each entry of ``THEORIES`` is a function ``(params) -> list[Prediction]`` of a study's
 parameters (``b`` intrinsic input dimension, ``d2`` output-domain dimension, ``d`` input
 dimension of a deep ReLU regression, ``model`` the architecture), returning nothing when
-it does not apply. ``predictions(config)`` resolves the parameters of a (group's) study
-config and collects every applicable prediction.
+it does not apply. ``predictions(config)`` reads the parameters of a (group's) resolved
+study config and collects every applicable prediction.
 
 Every prediction refers to the **unsquared** error that opscale measures (the relative L2
 test error): err ~ N^-alpha (model axis), err ~ n^-beta (data axis). The bounds of the
@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+
+from opscale.config import set_path
+from opscale.problems.registry import intrinsic_dim, output_dim
 
 LZLS = (
     "Liu, Zhang, Liao & Schaeffer 2024, Neural scaling laws of deep ReLU and deep operator "
@@ -120,29 +123,31 @@ def study_parameters(config: dict) -> dict:
     ``b`` is the intrinsic dimension of the inputs (``None``: infinite, e.g. a GRF); for a
     deep ReLU regression it is the domain dimension d. ``d2`` is the output dimension.
     ``model`` is the architecture's name, marked ``(linearized)`` for a linearized one.
+    `config` must be resolved (validated once, defaults filled in: ``validate_study``);
+    the cubes store theirs so.
     """
-    from opscale.problems import intrinsic_dim, output_dim
-
-    problem, model = config.get("problem", {}), config.get("model", {})
-    name = model.get("name", "deeponet")
+    problem, model = config["problem"], config["model"]
+    name = model["name"]
     return {
         "b": intrinsic_dim(problem),
         "d2": output_dim(problem),
         # a linearized network is a kernel model: the networks' bounds do not cover it
-        "model": f"{name} (linearized)" if model.get("linearized") else name,
+        "model": f"{name} (linearized)" if model["linearized"] else name,
     }
 
 
 def predictions(config: dict) -> list[Prediction]:
-    """Every applicable prediction for a study config (one per theory and axis)."""
+    """Every applicable prediction for a resolved study config (one per theory and axis)."""
     params = study_parameters(config)
     return [p for theory in THEORIES.values() for p in theory(params)]
 
 
 def group_config(config: dict, paths: dict) -> dict:
-    """A study config with a group's swept values set (dotted path -> value)."""
-    from opscale.config import set_path
+    """A study config with a group's swept values set (dotted path -> value).
 
+    A copy: `config` is untouched. A resolved `config` gives a resolved group config (every
+    swept setting already has its default filled in, and no default depends on another).
+    """
     resolved = copy.deepcopy(config)
     for path, value in paths.items():
         set_path(resolved, path, value)

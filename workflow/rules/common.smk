@@ -1,33 +1,18 @@
 # Config validation (once, at parse time), the grid, and the input functions of the rules.
 from opscale import grid
-from opscale.analyses import figures as analysis_figures
 from opscale.config import validate_study
+from opscale.figures import study_figures
 from opscale.layout import DATA_ID, POINT, StudyLayout
+from opscale.problems.registry import problem_files
 
 validate_study(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 
 LAYOUT = StudyLayout(config["study"])  # every path the rules write
 POINTS = {point.id: point for point in grid.points(config)}
 DATA = grid.data_specs(config)
-SCALING_FIGURES = (
-    "error_vs_n_train",
-    "error_vs_n_params",
-    "error_heatmap",
-    "fit_curves",
-    "fit_residuals",
-    "exponent_vs_dimension",
-    "compute_frontier",
-)
 # figure name -> report category: the scaling figures (unless fit.scaling is off), then
-# those of the study's analyses
-FIGURES = {
-    **(
-        {name: "Scaling" for name in SCALING_FIGURES}
-        if config["fit"]["scaling"]
-        else {}
-    ),
-    **analysis_figures(config["fit"]["analyses"]),
-}
+# those of the study's analyses (the registry: opscale.figures)
+FIGURES = study_figures(config["fit"])
 
 
 wildcard_constraints:
@@ -50,21 +35,9 @@ def get_data_file(wildcards):
     return LAYOUT.data_file(POINTS[wildcards.point].data_id)
 
 
-def _dataset_files(problem):
-    # a heavy import (xarray, scipy), paid only by studies that read a dataset
-    from opscale.problems.datasets import files
-
-    return [str(path) for path in files(problem).values()]
-
-
-# Files a problem's data are read from, by problem.name (generated problems read none).
-PROBLEM_FILES = {"dataset": _dataset_files}
-
-
 def get_problem_files(wildcards):
     """Files the data file `data_id` is built from: editing one rebuilds the data."""
-    problem = DATA[wildcards.data_id]["problem"]
-    return PROBLEM_FILES.get(problem["name"], lambda problem: [])(problem)
+    return problem_files(DATA[wildcards.data_id]["problem"])
 
 
 def get_point_files(wildcards):

@@ -4,133 +4,47 @@ A data file holds, for every seed of a study, the train, validation and test fun
 of one problem: inputs ``u(seed, sample, sensor)`` at the sensors, outputs
 ``s(seed, sample, query)`` at the query points ``y(query, y_dim)`` (aligned; or
 ``y(seed, sample, query, y_dim)``, each function its own points, for unaligned data) and
-``split(sample)``. ``PROBLEMS`` maps every ``problem.name`` to the builder of its file:
+``split(sample)``. ``registry.PROBLEMS`` holds one record per ``problem.name``: the
+builder of its file, its dimensions and the files it reads. The builders:
 
-- every operator of ``operators.OPERATORS``: u drawn from an input family
-  (``inputs.FAMILIES``) on the fine grid, solved, sampled at sensors and query points;
+- every operator (``registry.OPERATORS``, solved by ``operators``): u drawn from an input
+  family (``inputs.FAMILIES``) on the fine grid, solved, sampled at sensors and query
+  points (``operator_data``);
 - ``dataset``: read from NetCDF files (``datasets``; the shipped ones or your own);
 - ``subspace_regression``: a deep ReLU regression task on a d-dimensional subspace of
-  R^D (``regression``).
+  R^D (``regression``);
+- ``tanh_teacher``: a two-layer tanh teacher network on Gaussian inputs (``teacher``).
 
 Each split of each seed is its own random stream, so adding seeds or enlarging a split
 never changes the functions already drawn (smaller training sets are prefixes of larger
-ones).
+ones). Importing this package is cheap (the registry only); the builders import numpy,
+scipy and xarray when data are built.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 
-import numpy as np
-import xarray as xr
-from scipy.interpolate import RegularGridInterpolator
+from opscale.problems.registry import (
+    OPERATORS,
+    PROBLEMS,
+    Problem,
+    generate,
+    intrinsic_dim,
+    output_dim,
+    problem_files,
+)
 
-from opscale.problems import datasets, regression, teacher
-from opscale.problems.inputs import FAMILIES, INTRINSIC_DIMS
-from opscale.problems.layout import SPLITS, dataset
-from opscale.problems.operators import OPERATORS, OUTPUT_DIMS
-from opscale.rng import numpy_rng
-
-# Points per axis of the grid an operator is solved on, by output dimension d2: outputs on
-# [0, 1] use the fine grid of the inputs; space-time outputs a coarser square grid.
-SOLVER_POINTS = {1: lambda problem: problem["resolution"], 2: lambda p: p["pde_resolution"]}
-
-
-def generate(spec: dict) -> xr.Dataset:
-    """Build the data of a data spec (every split of every seed).
-
-    Parameters
-    ----------
-    spec : dict
-        ``{"problem": ..., "data": ..., "seeds": [...]}`` as resolved by ``opscale.grid``.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``u(seed, sample, sensor)``, ``s(seed, sample, query)``, the sensor positions
-        ``x_sensor(sensor)``, the query points ``y`` and ``split(sample)``.
-    """
-    return PROBLEMS[spec["problem"]["name"]](spec)
-
-
-def generate_operator_data(spec: dict) -> xr.Dataset:
-    """Draw inputs from the problem's family, solve its operator, sample the results."""
-    problem, sizes = spec["problem"], spec["data"]
-    x_sensor = np.linspace(0.0, 1.0, problem["sensors"])
-    draws = [
-        [_draw(seed, split, sizes[f"n_{split}"], x_sensor, problem) for split in SPLITS]
-        for seed in spec["seeds"]
-    ]
-    u, y, s = (np.stack([np.concatenate([d[i] for d in seed]) for seed in draws]) for i in range(3))
-    split = np.concatenate([[name] * sizes[f"n_{name}"] for name in SPLITS])
-    y = y[0, 0] if _aligned(problem) else y  # aligned: one (q, d2) for all
-    return dataset(u, s, x_sensor, y, split, spec["seeds"])
-
-
-def _check_finite(s: np.ndarray, problem: dict) -> None:
-    """Refuse solutions that blew up (s' = -s^2 + u does for large negative u)."""
-    bad = ~np.isfinite(s).all(axis=-1)
-    if bad.any():
-        raise ValueError(
-            f"problem.name = {problem['name']!r}: the solution of {int(bad.sum())} of "
-            f"{bad.size} input functions is not finite (it blew up); draw smaller inputs "
-            "(problem.inputs.variance, or a finite series' decay)"
-        )
-
-
-def _aligned(problem: dict) -> bool:
-    return problem["query_points"] == "grid"
-
-
-def _draw(seed: int, split: str, n: int, x_sensor: np.ndarray, problem: dict):
-    """Inputs at the sensors (n, m), query points and outputs (n, q) of one split."""
-    x = np.linspace(0.0, 1.0, problem["resolution"])
-    grid = np.linspace(0.0, 1.0, SOLVER_POINTS[OUTPUT_DIMS[problem["name"]]](problem))
-    u = FAMILIES[problem["inputs"]["family"]](
-        numpy_rng(seed, "inputs", split), n, x, problem["inputs"]
-    )
-    solution = OPERATORS[problem["name"]](sample(x, u, grid[:, None]), grid, problem)
-    _check_finite(solution.reshape(n, -1), problem)
-    y, s = QUERIES[problem["query_points"]](
-        numpy_rng(seed, "queries", split), grid, solution, problem
-    )
-    return sample(x, u, x_sensor[:, None]), y, s
-
-
-def sample(grid: np.ndarray, values: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Multilinear interpolation of functions on the square grid ``grid^d`` at points.
-
-    values (n, R, ..., R) with d grid axes; points (q, d). Returns (n, q).
-    """
-    axes = (grid,) * (values.ndim - 1)
-    return RegularGridInterpolator(axes, np.moveaxis(values, 0, -1))(points).T
-
-
-def query_grid(rng, grid: np.ndarray, solution: np.ndarray, problem: dict):
-    """Aligned data: every function at the same ``queries^d2`` grid points.
-
-    Returns y (n, q, d2), the same q points for each function (columns (x, t) for
-    space-time outputs), and s (n, q). `rng` is unused (the grid is not random).
-    """
-    axis = np.linspace(0.0, 1.0, problem["queries"])
-    mesh = np.meshgrid(*[axis] * (solution.ndim - 1), indexing="ij")
-    y = np.stack([m.ravel() for m in mesh], axis=1)
-    return np.broadcast_to(y, (len(solution), *y.shape)), sample(grid, solution, y)
-
-
-def query_random(rng: np.random.Generator, grid: np.ndarray, solution: np.ndarray, problem):
-    """Unaligned data: each function at its own ``queries^d2`` uniform random points.
-
-    Returns y (n, q, d2) and s (n, q).
-    """
-    d2 = solution.ndim - 1
-    y = rng.uniform(0.0, 1.0, (len(solution), problem["queries"] ** d2, d2))
-    s = np.stack([sample(grid, f[None], p)[0] for f, p in zip(solution, y, strict=True)])
-    return y, s
-
-
-QUERIES = {"grid": query_grid, "random": query_random}
+__all__ = [
+    "OPERATORS",
+    "PROBLEMS",
+    "Problem",
+    "generate",
+    "intrinsic_dim",
+    "make_data_file",
+    "output_dim",
+    "problem_files",
+]
 
 
 def make_data_file(spec: dict, path: str) -> None:
@@ -140,59 +54,3 @@ def make_data_file(spec: dict, path: str) -> None:
     ds = generate(spec)
     ds.attrs["config"] = json.dumps(spec, sort_keys=True)
     cube.write(ds, path)
-
-
-def resolved(problem: dict) -> dict:
-    """A `problem` section with the schema's defaults filled in (a copy)."""
-    from opscale.config import validate_study
-
-    study = validate_study({"study": "problem", "problem": copy.deepcopy(problem)})
-    return study["problem"]
-
-
-def intrinsic_dim(problem: dict) -> int | None:
-    """Intrinsic dimension of a problem's inputs.
-
-    b (``inputs.modes``) for a finite series; d (``dim``) for the deep ReLU subspace task;
-    None for a Gaussian random field (infinitely many directions) and for datasets (not
-    known from the file).
-    """
-    problem = resolved(problem)
-    return INTRINSIC_DIM_OF[PROBLEM_KINDS[problem["name"]]](problem)
-
-
-def output_dim(problem: dict) -> int:
-    """Dimension d2 of the output domain (of the query points y).
-
-    1 for outputs on [0, 1], 2 for space-time outputs, the number of grid dimensions of a
-    dataset's output variable, and 0 for the regression task (its output is a number, not
-    a function: with d2 = 0 the operator rates reduce to the deep ReLU rates).
-    """
-    problem = resolved(problem)
-    return OUTPUT_DIM_OF[PROBLEM_KINDS[problem["name"]]](problem)
-
-
-PROBLEMS = {
-    **{name: generate_operator_data for name in OPERATORS},
-    "dataset": datasets.build,
-    "subspace_regression": regression.build,
-    "tanh_teacher": teacher.build,
-}
-PROBLEM_KINDS = {
-    **{name: "operator" for name in OPERATORS},
-    "dataset": "dataset",
-    "subspace_regression": "regression",
-    "tanh_teacher": "teacher",
-}
-INTRINSIC_DIM_OF = {
-    "operator": lambda p: INTRINSIC_DIMS[p["inputs"]["family"]](p["inputs"]),
-    "dataset": lambda p: None,
-    "regression": lambda p: p["dim"],
-    "teacher": lambda p: p["dim"],
-}
-OUTPUT_DIM_OF = {
-    "operator": lambda p: OUTPUT_DIMS[p["name"]],
-    "dataset": datasets.output_dim,
-    "regression": lambda p: 0,
-    "teacher": lambda p: 0,
-}

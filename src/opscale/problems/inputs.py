@@ -14,7 +14,7 @@ Families (``problem.inputs.family``):
   ``modes = b`` basis functions (``BASES``). Sine and Legendre bases are orthonormal in
   L2(0, 1); Chebyshev polynomials are orthogonal only for their weight, but span the same
   b-dimensional space of polynomials as Legendre's. Either way every u lies in a fixed
-  b-dimensional space: b is an exact intrinsic dimension (``intrinsic_dim``). The
+  b-dimensional space: b is an exact intrinsic dimension (``registry.FAMILY_DIMS``). The
   coefficients c_k are i.i.d. with unit variance (``COEFFICIENTS``: normal, or uniform on
   [-sqrt 3, sqrt 3]) and decay as sigma_k proportional to k^-decay, k = 1..b, scaled so
   that sum_k sigma_k^2 = 1: for an orthonormal basis E |u|^2_L2 = 1 whatever b, so the
@@ -119,9 +119,4 @@ def finite_series(rng: np.random.Generator, n: int, x: np.ndarray, spec: dict, b
 FAMILIES = {
     "grf": gaussian_random_field,
     **{name: functools.partial(finite_series, basis=name) for name in BASES},
-}
-# Intrinsic dimension of each family's functions (None: infinitely many directions).
-INTRINSIC_DIMS = {
-    "grf": lambda spec: None,
-    **{name: (lambda spec: spec["modes"]) for name in BASES},
 }

@@ -3,9 +3,11 @@
 Contract: ``solve(u, x, problem) -> s`` with u of shape (n, R) on the grid x (R,) and s of
 shape (n, R) for an output on [0, 1] (d2 = 1) or (n, R, R) indexed ``[function, x, t]``
 for an output on the space-time square [0, 1] x [0, 1] (d2 = 2; the time grid equals the
-space grid). ``OUTPUT_DIMS`` records d2 of every operator. Each solver's accuracy is
-checked in ``tests/test_problems.py`` against a closed form or by its convergence order
-under refinement (orders stated in each docstring are the measured ones).
+space grid). Which operators exist, and the d2 of each, is said by their records in
+``opscale.problems.registry`` (``PROBLEMS``), which name these solvers. Each solver's
+accuracy is checked in ``tests/test_problems.py`` against a closed form or by its
+convergence order under refinement (orders stated in each docstring are the measured
+ones).
 
 Constants of the equations follow the DeepONet papers (Lu et al. 2021, Nat. Mach. Intell.
 3, 218-229; Lu et al. 2022, CMAME 393, 114778) and are fixed, documented below.
@@ -190,17 +192,3 @@ def _second_difference(s: np.ndarray, h: float) -> np.ndarray:
     """-s'' by central differences on the interior nodes, zero Dirichlet boundaries, (n, m)."""
     padded = np.pad(s, ((0, 0), (1, 1)))
     return (2 * padded[:, 1:-1] - padded[:, :-2] - padded[:, 2:]) / h**2
-
-
-OPERATORS = {
-    "antiderivative": antiderivative,
-    "abs_antiderivative": abs_antiderivative,
-    "nonlinear_ode": nonlinear_ode,
-    "pendulum": pendulum,
-    "diffusion_reaction": diffusion_reaction,
-    "advection": advection,
-    "darcy": darcy,
-    "cubic_elliptic": cubic_elliptic,
-}
-# Dimension d2 of each operator's output domain (the query points y).
-OUTPUT_DIMS = {name: 1 for name in OPERATORS} | {"diffusion_reaction": 2, "advection": 2}

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from opscale.problems import SPLITS
+from opscale.problems.layout import SPLITS
 
 
 class Split(NamedTuple):

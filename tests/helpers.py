@@ -127,3 +127,20 @@ def synthetic_cube(
         },
     )
     return cube.describe(ds)
+
+
+def models_cube():
+    """Two planted studies stacked on a swept model.name (deeponet: alpha 0.5, mlp: 0.3)."""
+    import json
+
+    import xarray as xr
+
+    from opscale.config import validate_study
+
+    parts = [synthetic_cube(alpha=a, rng_seed=i) for i, a in enumerate((0.5, 0.3))]
+    ds = xr.concat(parts, dim="model").assign_coords(model=["deeponet", "mlp"])
+    ds = ds.transpose("model", "width", "n_train", "seed")
+    config = json.loads(parts[0].attrs["config"])
+    config["sweep"] = {"model.name": ["deeponet", "mlp"], **config["sweep"]}
+    axes = {"model": "model.name", "width": "model.width", "n_train": "data.n_train"}
+    return ds.assign_attrs(config=json.dumps(validate_study(config)), axes=json.dumps(axes))

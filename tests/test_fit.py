@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from opscale.scaling import allocation as allocation_module
 from opscale.scaling.fitting import fit_law
 from opscale.scaling.laws import AdditiveLaw
 from opscale.scaling.observations import TERMS, observations
-from tests.helpers import synthetic_cube
+from tests.helpers import models_cube, synthetic_cube
 
 FAST = {"bootstrap": 60, "backtest_bootstrap": 40}
 TRUTH = {"log_N": 0.5, "log_n": 0.8}  # synthetic_cube's planted alpha and beta
@@ -238,3 +239,34 @@ def test_groups_fitted_in_parallel_processes_give_the_same_fit():
     cube_ = _two_dimensions()
     serial, parallel = fit.fit(cube_, FAST), fit.fit(cube_, FAST, workers=2)
     assert serial.identical(parallel)
+
+
+def test_a_model_name_sweep_is_fitted_per_model():
+    # The sweep column `model` was overwritten by each model's label: no exponent at all.
+    rows = tables.table(fit.fit(models_cube(), FAST), "row").query("law == 'robust'")
+    assert set(rows.group) == {"model=deeponet", "model=mlp"}
+    alpha = rows.query("term == 'log_N'").set_index("group").exponent
+    assert alpha["model=deeponet"] == pytest.approx(0.5, abs=0.1)
+    assert alpha["model=mlp"] == pytest.approx(0.3, abs=0.1)
+
+
+def test_fit_confidence_governs_every_interval_and_header(tmp_path):
+    from scipy import stats
+
+    cube.write(synthetic_cube(), tmp_path / "cube.nc")
+    widths = {}
+    for level in (0.9, 0.95):
+        settings = {**FAST, "confidence": level}
+        out = tmp_path / f"{level}"
+        fits = fit.fit_cube(tmp_path / "cube.nc", f"{out}.nc", f"{out}.md", settings)
+        rows = tables.table(fits, "row").set_index(["law", "term"])
+        widths[level] = rows.ci_high - rows.ci_low
+        text = Path(f"{out}.md").read_text()
+        other = "95%" if level == 0.9 else "90%"
+        assert f"{100 * level:g}% CI]" in text and f"{100 * level:g}% PI]" in text
+        assert other not in text
+    # OLS (cluster-robust, t with clusters - 1 = 4 df): widths scale as the t quantiles
+    ratio = stats.t.ppf(0.95, 4) / stats.t.ppf(0.975, 4)
+    for law in ("data", "model", "joint"):
+        assert (widths[0.9][law] / widths[0.95][law]).to_numpy() == pytest.approx(ratio)
+    assert (widths[0.9]["robust"] < widths[0.95]["robust"]).all()  # percentile bootstrap

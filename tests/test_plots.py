@@ -3,11 +3,12 @@
 import pytest
 
 from opscale import cube, fit, plots
-from tests.helpers import synthetic_cube
+from tests.helpers import models_cube, synthetic_cube
 
 CUBES = {
     "planted": lambda: synthetic_cube(floor=0.02),
     "tiny": lambda: synthetic_cube(seeds=2, widths=(4, 8), n_train=(8, 16)),
+    "models": models_cube,  # a swept model.name: one fit group (and panel) per model
 }
 
 
@@ -20,3 +21,30 @@ def test_every_figure_is_drawn(tmp_path, name):
     plots.draw_figures(tmp_path / "cube.nc", tmp_path / "fit.nc", outputs)
     for path in outputs.values():
         assert (tmp_path / path).stat().st_size > 5_000
+
+
+def test_figures_plot_the_fitted_response(tmp_path):
+    # fit.response: val_rel_l2 crashed every scaling figure with KeyError: 'test_rel_l2'.
+    ds = synthetic_cube(floor=0.02)
+    ds = ds.rename(test_rel_l2="val_rel_l2")
+    cube.write(ds, tmp_path / "cube.nc")
+    settings = {"bootstrap": 30, "backtest_bootstrap": 20, "response": "val_rel_l2"}
+    fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", settings)
+    outputs = {figure: str(tmp_path / f"{figure}.png") for figure in plots.FIGURES}
+    plots.draw_figures(tmp_path / "cube.nc", tmp_path / "fit.nc", outputs)
+    for path in outputs.values():
+        assert (tmp_path / path).stat().st_size > 5_000
+
+
+def test_every_registered_figure_has_a_function_and_a_caption():
+    from opscale import analyses, figures
+    from tests.helpers import REPO
+
+    assert set(plots.FIGURES) == set(figures.SCALING_FIGURES)
+    for name in figures.SCALING_FIGURES:
+        assert (REPO / "workflow" / "report" / f"{name}.rst").is_file(), name
+    for analysis in analyses.ANALYSES.values():
+        module = __import__(analysis.module, fromlist=["_"])
+        for name in analysis.figures:
+            assert callable(getattr(module, name)), name
+            assert (REPO / "workflow" / "report" / f"{name}.rst").is_file(), name

@@ -4,7 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from opscale import cube
+from opscale import cube, schema
+from opscale.schema import POINT_SCHEMA, Variable
+from tests.helpers import REPO
 
 SPEC = {"seeds": [0, 1], "model": {"width": 4}}
 
@@ -18,13 +20,14 @@ def _results(seeds=2, steps=3, status=None):
         "test_linf": rng.random(seeds),
         "final_loss": rng.random(seeds),
         "best_step": np.arange(seeds),
+        "steps_trained": np.full(seeds, 10 * steps),
         "n_params": np.full(seeds, 100),
         "train_flops": np.full(seeds, 1e9),
         "wall_time": np.full(seeds, 2.0),
         "loss_curve": rng.random((seeds, steps)),
-        "loss_step": np.arange(1, steps + 1) * 10,
+        "step": np.arange(1, steps + 1) * 10,
         "val_curve": rng.random((seeds, steps)),
-        "eval_step": np.arange(1, steps + 1) * 10,
+        "eval": np.arange(1, steps + 1) * 10,
         "status": np.zeros(seeds, int) if status is None else np.asarray(status),
     }
 
@@ -46,6 +49,52 @@ def test_point_file_round_trip(tmp_path):
     for name in [*ds.data_vars, *ds.coords]:
         assert {"long_name", "units"} <= set(ds[name].attrs), name
     assert ds.status.attrs["flag_meanings"] == "ok diverged missing"
+
+
+def test_a_point_file_has_every_declared_variable_on_its_dims_with_its_attributes(tmp_path):
+    ds = cube.read(_point(tmp_path, 4, 8))
+    declared = {name for name, var in POINT_SCHEMA.items() if var.required}
+    assert declared | {"width", "n_train"} == set(ds.variables)  # + the two axes
+    for name in declared:
+        var = POINT_SCHEMA[name]
+        assert ds[name].dims == var.dims, name
+        assert var.attrs.items() <= ds[name].attrs.items(), name
+        assert (name in ds.coords) == var.coord, name
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r | {"test_rmse": r["test_rel_l2"]}, r"undeclared \['test_rmse'\]"),
+        (lambda r: {k: v for k, v in r.items() if k != "wall_time"}, r"missing \['wall_time'\]"),
+        (
+            lambda r: {"loss_step" if k == "step" else k: v for k, v in r.items()},
+            r"undeclared \['loss_step'\], missing \['step'\]",
+        ),
+    ],
+    ids=["undeclared", "missing", "old-step-name"],
+)
+def test_a_point_dataset_refuses_results_that_do_not_match_the_schema(change, message):
+    with pytest.raises(ValueError, match=message):
+        cube.point_dataset(change(_results()), SPEC, {}, {"seed": [0, 1]})
+
+
+def test_dataset_lays_out_and_describes_values_as_declared():
+    declared = {
+        "score": Variable(("member", "kind"), "a score", "1"),
+        "kind": Variable(("kind",), "a label", "1", coord=True),
+        "extra": Variable(("member",), "only sometimes", "s", required=False),
+    }
+    ds = cube.dataset({"kind": ["a", "b"], "score": np.ones((3, 2))}, declared)
+    assert list(ds.data_vars) == ["score"] and list(ds.coords) == ["kind"]
+    assert ds.score.dims == ("member", "kind") and list(ds.kind.values) == ["a", "b"]
+    assert ds.score.attrs == {"long_name": "a score", "units": "1"}
+    with pytest.raises(ValueError, match=r"missing \['score'\]"):
+        cube.dataset({"kind": ["a"]}, declared)
+
+
+def test_the_readme_shows_the_point_schema_as_declared():
+    assert schema.table(POINT_SCHEMA) in (REPO / "README.md").read_text()
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):

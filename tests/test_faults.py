@@ -192,9 +192,14 @@ def _point(tmp_path: Path, width: int) -> Path:
     results |= {
         "status": np.zeros(seeds, int),
         "loss_curve": rng.random((seeds, 3)),
-        "loss_step": np.arange(3),
+        "step": np.arange(3),
         "val_curve": rng.random((seeds, 2)),
-        "eval_step": np.arange(2),
+        "eval": np.arange(2),
+        "best_step": np.full(seeds, 2),
+        "steps_trained": np.full(seeds, 3),
+        "n_params": np.full(seeds, 10),
+        "train_flops": np.full(seeds, 1000),
+        "wall_time": np.full(seeds, 1.0),
     }
     path = tmp_path / f"width{width}.nc"
     ds = cube.point_dataset(results, {}, {"model.width": width}, {"seed": list(range(seeds))})

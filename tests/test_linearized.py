@@ -285,7 +285,8 @@ def _study_cube(flip_linearized_ranking=False):
             "seed": np.arange(seeds),
         },
         attrs={
-            "config": json.dumps({"study": "planted", "data": {"n_train": 32}}),
+            # resolved, as collect stores it
+            "config": json.dumps(cfg.validate_study({"study": "planted", "data": {"n_train": 32}})),
             "axes": json.dumps(
                 {
                     "name": "problem.name",

@@ -55,6 +55,22 @@ def test_a_measure_is_started_at_initialisation_and_stored_per_member(spec_and_d
     assert not np.allclose(ds["parameter_sum"].sel(stage="end"), at_init)
 
 
+RECOVERY = {  # the sections a recovery study needs
+    "problem": {"name": "tanh_teacher", "neurons": 1, "dim": 2},
+    "model": {"name": "two_layer", "width": 3},
+}
+
+
+@pytest.mark.parametrize("name, sections", [("ntk", {}), ("recovery", RECOVERY)])
+def test_a_measure_takes_its_options_from_the_resolved_spec(name, sections):
+    config = cfg.validate_study(tiny_config(sweep={}, measure={name: {}}, **sections))
+    spec = grid.points(config)[0].spec
+    [measure] = measures.Measures(spec, train.Members.of(spec)).measures
+    schema = cfg.load_schema()["properties"]["measure"]["properties"][name]["properties"]
+    defaults = {key: leaf["default"] for key, leaf in schema.items()}
+    assert measure.options == spec["measure"][name] == defaults  # filled in at validation
+
+
 def test_an_unknown_measure_is_refused_by_name(spec_and_data):
     spec, _ = spec_and_data
     with pytest.raises(ValueError, match="unknown measure.*nope"):

@@ -233,7 +233,7 @@ def test_tiny_study_measures_rank_k_d_plus_one_and_recovers(tiny_run):
 
 def test_tiny_study_cube_names_and_units_every_measured_variable(tiny_run):
     _, cube, _ = tiny_run
-    for name in measure.ATTRS:
+    for name in measure.VARIABLES:
         assert cube[name].attrs["long_name"] and cube[name].attrs["units"]
     assert json.loads(cube.attrs["config"])["measure"]["recovery"]["tolerance"] == 0.01
     frame = analysis.member_frame(cube)

@@ -12,6 +12,7 @@ from opscale import config as cfg
 from opscale import cube, grid, problems, train
 from opscale.models import build_model
 from opscale.problems.tensors import Split, load_splits
+from opscale.schema import POINT_SCHEMA
 from tests.helpers import REPO, tiny_config
 
 RECIPE = cfg.validate_study(tiny_config())["train"] | {
@@ -71,6 +72,9 @@ def test_train_point_writes_a_complete_point_file(data_file, tmp_path):
     assert (ds.train_flops > 0).all()
     assert ds.loss_curve.dims == ("member", "step")
     assert int(ds.width) == 8
+    declared = {name: var for name, var in POINT_SCHEMA.items() if var.required}
+    assert {name: ds[name].dims for name in declared} == {n: v.dims for n, v in declared.items()}
+    assert list(ds["step"].values) == list(ds["eval"].values) == [10, 20, 30, 40]
     assert '"seeds": [0, 1]' in ds.attrs["config"]
 
 

@@ -1,15 +1,12 @@
 """NetCDF files of every stage: schema, provenance, atomic writes, and collection.
 
-Point file (one per grid point, written by the ``train`` rule)::
-
-    dims: member (one per model), step (logged training steps), eval (validation checks)
-    coords: seed(member) [and n_train(member) when n_train is a member axis],
-            step(step), eval(eval) (the optimisation steps of the curves), one scalar per
-            swept job axis
-    vars:  test_rel_l2, train_rel_l2, val_rel_l2, test_linf, final_loss, best_step,
-           steps_trained, n_params, train_flops, wall_time, status (member);
-           loss_curve (member, step);
-           val_curve (member, eval)
+Point file (one per grid point, written by the ``train`` rule): dims ``member`` (one per
+model), ``step`` (logged training steps) and ``eval`` (validation checks). Its variables
+and coordinates, with their dims, long_name and units, are declared once in
+``opscale.schema.POINT_SCHEMA`` (``python -m opscale.schema`` prints them); each enabled
+measure adds the variables of its module's ``VARIABLES`` (``opscale.measures``); every
+swept job axis is a scalar coordinate named by its axis name (``model.width`` ->
+``width``).
 
 Study cube (``collect``): the same variables on dims = sweep axes + seed (+ step);
 points not (yet) trained are NaN with status ``missing``.
@@ -34,29 +31,10 @@ import xarray as xr
 
 from opscale import __version__
 from opscale.config import REPO_ROOT, axis_name, schema_at
+from opscale.schema import POINT_SCHEMA, Variable
 
 OK, DIVERGED, MISSING = 0, 1, 2
 STATUS_MEANINGS = "ok diverged missing"
-
-VARIABLES = {  # name: (long_name, units)
-    "test_rel_l2": ("relative L2 error on the test functions (mean over functions)", "1"),
-    "train_rel_l2": ("relative L2 error on the training functions (mean over functions)", "1"),
-    "val_rel_l2": ("relative L2 error on the validation functions (mean over functions)", "1"),
-    "test_linf": ("max-norm error on the test functions (mean over functions)", "units of s"),
-    "final_loss": ("training loss (MSE) at the last step", "units of s squared"),
-    "best_step": ("step of the best validation error (the reported state)", "steps"),
-    "steps_trained": ("optimisation steps taken before the model stopped", "steps"),
-    "n_train": ("training functions (n)", "1"),
-    "n_params": ("trainable parameters per model (N)", "1"),
-    "train_flops": ("training FLOPs per model (forward + backward, full batch)", "FLOP"),
-    "wall_time": ("wall time of the whole group's job (all members at once)", "s"),
-    "status": ("training outcome", "1"),
-    "loss_curve": ("training loss (MSE) during training", "units of s squared"),
-    "step": ("optimisation step of the loss curve", "steps"),
-    "val_curve": ("relative L2 validation error during training", "1"),
-    "eval": ("optimisation step of the validation checks", "steps"),
-    "seed": ("repetition seed (data draw and initialisation)", "1"),
-}
 
 
 # ------------------------------------------------------------------ metadata accessors
@@ -84,7 +62,9 @@ def group_labels(frame, names: list[str]):
     import pandas as pd
 
     rows = frame[names].itertuples(index=False, name=None)  # keeps each column's type
-    return pd.Series([group_label(dict(zip(names, row))) for row in rows], frame.index, str)
+    return pd.Series(
+        [group_label(dict(zip(names, row, strict=True))) for row in rows], frame.index, str
+    )
 
 
 def parse_group_label(label: str) -> dict[str, str]:
@@ -98,29 +78,58 @@ def point_dataset(
 ) -> xr.Dataset:
     """The point file of one trained job from its per-member result arrays.
 
-    `coords` maps the dotted path of each swept job axis to the job's value; each becomes
-    a scalar coordinate named by its axis name (``model.width`` -> ``width``). `members`
-    maps coordinate names to per-member values (``seed``, and ``n_train`` when the job
-    trains several training-set sizes). `measured` holds the variables of the study's
-    measures (``opscale.measures``), on ``member`` and their own dimensions.
+    `results` maps every name of ``POINT_SCHEMA`` but the per-member coordinates to its
+    values (the errors, training record, ``step`` and ``eval``). `coords` maps the
+    dotted path of each swept job axis to the job's value; each becomes a scalar
+    coordinate named by its axis name (``model.width`` -> ``width``). `members` maps
+    coordinate names to per-member values (``seed``, and ``n_train`` when the job trains
+    several training-set sizes). `measured` holds the variables of the study's measures
+    (``opscale.measures``), on ``member`` and their own dimensions.
     """
-    results = dict(results)
-    steps = {
-        # indexed by step number, so points trained with different budgets align in a cube
-        "step": ("step", results.pop("loss_step")),
-        "eval": ("eval", results.pop("eval_step")),
-    }
-    data_vars = {name: (("member",), values) for name, values in results.items()}
-    data_vars["loss_curve"] = (("member", "step"), results["loss_curve"])
-    data_vars["val_curve"] = (("member", "eval"), results["val_curve"])
-    axes = {axis_name(path): ((), value, axis_attrs(path)) for path, value in coords.items()}
-    per_member = {name: ("member", values) for name, values in members.items()}
-    ds = xr.Dataset(data_vars, coords={**per_member, **steps, **axes})
+    ds = dataset({**results, **members}, POINT_SCHEMA)
+    ds = ds.assign_coords(
+        {axis_name(path): ((), value, axis_attrs(path)) for path, value in coords.items()}
+    )
     if measured is not None:
-        ds = ds.merge(measured.drop_vars(list(per_member), errors="ignore"))
+        ds = ds.merge(measured.drop_vars(list(members), errors="ignore"))
     ds.attrs["config"] = json.dumps(spec, sort_keys=True)
     ds.attrs["axes"] = json.dumps({axis_name(path): path for path in coords})
     return describe(ds)
+
+
+def dataset(values: dict, schema: dict[str, Variable]) -> xr.Dataset:
+    """The Dataset of `values` (name -> array) laid out and described as `schema` declares.
+
+    Each value goes on its declared dims with its long_name and units, in the schema's
+    order; coordinates become coordinates. Point files and measures are built this way.
+
+    Raises
+    ------
+    ValueError
+        Naming the values the schema does not declare and the required ones missing.
+    """
+    _check_declared(values, schema)
+    variables = {
+        name: xr.Variable(var.dims, values[name], var.attrs)
+        for name, var in schema.items()
+        if name in values
+    }
+    return xr.Dataset(
+        {name: v for name, v in variables.items() if not schema[name].coord},
+        coords={name: v for name, v in variables.items() if schema[name].coord},
+    )
+
+
+def _check_declared(values: dict, schema: dict[str, Variable]) -> None:
+    """Refuse values outside `schema`, or without one of its required entries."""
+    unknown = [name for name in values if name not in schema]
+    missing = [name for name, var in schema.items() if var.required and name not in values]
+    if unknown or missing:
+        raise ValueError(
+            f"values do not match the schema: undeclared {unknown or 'none'}, "
+            f"missing {missing or 'none'} (declare variables in opscale.schema or a "
+            "measure's VARIABLES)"
+        )
 
 
 def axis_attrs(path: str) -> dict:
@@ -130,11 +139,13 @@ def axis_attrs(path: str) -> dict:
 
 
 def describe(ds: xr.Dataset) -> xr.Dataset:
-    """Attach long_name/units to known variables and the status flag meanings."""
+    """Attach long_name/units of ``POINT_SCHEMA``'s variables and the status flag meanings.
+
+    Works on point files and cubes alike (only names and attributes are used, not dims).
+    """
     for name in list(ds.data_vars) + list(ds.coords):
-        if name in VARIABLES:
-            long_name, units = VARIABLES[name]
-            ds[name].attrs.update(long_name=long_name, units=units)
+        if name in POINT_SCHEMA:
+            ds[name].attrs.update(POINT_SCHEMA[name].attrs)
     if "status" in ds:
         ds["status"] = ds["status"].astype("int8")
         ds["status"].attrs.update(
@@ -197,8 +208,6 @@ def collect(paths: list[str], config: dict) -> xr.Dataset:
     return describe(cube)
 
 
-# What every point file must hold for collect (a file without them is not a point file).
-POINT_VARIABLES = ("test_rel_l2", "status", "seed", "loss_curve", "val_curve")
 # How to recompute bad point files: Snakemake reruns the job of a file named by --forcerun.
 RECOMPUTE = "snakemake --forcerun {files} [your usual options, e.g. --configfile STUDY.yaml]"
 
@@ -221,7 +230,7 @@ class PointFileError(ValueError):
 
 
 def read_point(path: str | os.PathLike) -> xr.Dataset:
-    """Read a point file and check it holds a point's variables.
+    """Read a point file and check it holds every required variable of ``POINT_SCHEMA``.
 
     Raises
     ------
@@ -235,7 +244,7 @@ def read_point(path: str | os.PathLike) -> xr.Dataset:
     except (OSError, ValueError, RuntimeError, KeyError) as error:  # netCDF4/HDF5 errors
         reason = f"unreadable, truncated or corrupt ({type(error).__name__}: {error})"
         raise PointFileError({str(path): reason}) from None
-    absent = [name for name in POINT_VARIABLES if name not in ds.variables]
+    absent = [n for n, var in POINT_SCHEMA.items() if var.required and n not in ds.variables]
     if absent:
         reason = f"not a point file: it lacks {', '.join(absent)}"
         raise PointFileError({str(path): reason})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from opscale.schema import ERRORS, error_name
+
 
 def relative_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Mean over functions of ||pred - true||_2 / ||true||_2 (over query points)."""
@@ -22,12 +24,20 @@ def mse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return (pred - true).square().mean(dim=(-2, -1))
 
 
+METRICS = {"rel_l2": relative_l2, "linf": sup_error}  # the metrics of opscale.schema.ERRORS
+
+
 @torch.no_grad()
 def evaluate(model, data: dict) -> dict:
-    """Relative L2 error on every split and the sup-norm error on the test split."""
+    """Every error ``opscale.schema.ERRORS`` stores, by its stored name, (S,) each.
+
+    The relative L2 error on every split and the sup-norm error on the test split:
+    ``train_rel_l2``, ``val_rel_l2``, ``test_rel_l2``, ``test_linf``.
+    """
     predictions = {name: model(split.u, split.y) for name, split in data.items()}
     errors = {
-        f"{name}_rel_l2": relative_l2(pred, data[name].s) for name, pred in predictions.items()
+        error_name(split, metric): METRICS[metric](predictions[split], data[split].s)
+        for metric, (_, _, splits) in ERRORS.items()
+        for split in splits
     }
-    errors["test_linf"] = sup_error(predictions["test"], data["test"].s)
     return {name: value.cpu().numpy() for name, value in errors.items()}

@@ -427,7 +427,12 @@ class Trainer:
 
     # ---------------------------------------------------------------- results and state
     def results(self) -> dict:
-        """Per-member arrays for the point file."""
+        """The trainer's variables of the point file, by their ``opscale.schema`` names.
+
+        Per member (S,): status, best_step, final_loss, steps_trained, n_params; the
+        curves loss_curve (S, step) and val_curve (S, eval); and their coordinates, the
+        optimisation steps ``step`` and ``eval`` of each logged loss and validation check.
+        """
         every = self.recipe
         return {
             "status": self.status,
@@ -436,8 +441,8 @@ class Trainer:
             "steps_trained": self.steps_trained,
             "loss_curve": self.loss_curve,
             "val_curve": self.val_curve,
-            "loss_step": every["log_every"] * np.arange(1, self.loss_curve.shape[1] + 1),
-            "eval_step": every["eval_every"] * np.arange(1, self.val_curve.shape[1] + 1),
+            "step": every["log_every"] * np.arange(1, self.loss_curve.shape[1] + 1),
+            "eval": every["eval_every"] * np.arange(1, self.val_curve.shape[1] + 1),
             "n_params": np.full(len(self.members), params_per_member(self.model)),
         }
 

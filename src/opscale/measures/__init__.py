@@ -2,7 +2,10 @@
 
 ``MEASURES`` maps each name of the ``measure:`` section to a class built as
 ``Measure(options, spec, members)`` (its options, the point's resolved spec, the job's
-``opscale.train.Members``). A training job calls, for every enabled measure:
+``opscale.train.Members``). The options are the measure's section of the resolved spec:
+the study config is validated once, with the schema's defaults filled in
+(``opscale.config.validate_study``), so a measure keeps no defaults of its own. A
+training job calls, for every enabled measure:
 
 - ``start(model, data)`` on the freshly built model, at initialisation: before any
   checkpoint is restored and before training (so a resumed job measures the same state);
@@ -10,10 +13,11 @@
   member's reported (best) state.
 
 ``data`` maps ``train``/``val``/``test`` to ``Split(u, y, s)`` with one row per member
-(member i trains on its first ``members.n_train[i]`` training functions). The Dataset's
-variables have ``member`` as their first dimension, any further dimensions with
-coordinates, and ``long_name``/``units`` attributes; it is merged into the point file
-and collected into the cube like every other variable. The section is part of a point's
+(member i trains on its first ``members.n_train[i]`` training functions). A measure
+declares its variables and coordinates in its module's ``VARIABLES`` (name ->
+``opscale.schema.Variable``: dims, ``member`` first; long_name; units) and builds the
+Dataset with ``opscale.cube.dataset(values, VARIABLES)``; it is merged into the point
+file and collected into the cube like every other variable. The section is part of a point's
 spec, so turning a measure on gives new point ids (the files hold different content).
 """
 

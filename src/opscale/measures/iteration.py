@@ -28,8 +28,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from opscale import cube
 from opscale.evaluate import relative_l2
 from opscale.rng import torch_generator
+from opscale.schema import MEMBER, Variable
 
 
 class IterationMeasure:
@@ -135,38 +137,25 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(1e-30)
 
 
-VARIABLES = {  # name: (dims, long_name, units)
-    "iteration_error": (
-        ("member", "k_eval"),
-        "test relative L2 error at K_eval",
-        "1",
+VARIABLES = {
+    "iteration_error": Variable((*MEMBER, "k_eval"), "test relative L2 error at K_eval", "1"),
+    "residual": Variable((*MEMBER, "iteration"), "residual ||y_k - y_(k-1)|| (RMS over test)", "s"),
+    "block_lipschitz": Variable(
+        (*MEMBER, "iteration"), "local Lipschitz constant of block k in y", "1"
     ),
-    "residual": (("member", "iteration"), "residual ||y_k - y_(k-1)|| (RMS over test)", "s"),
-    "block_lipschitz": (("member", "iteration"), "local Lipschitz constant of block k in y", "1"),
-    "lipschitz": (("member",), "L-hat: Lipschitz constant of the repeated block", "1"),
-    "predicted_rate": (("member",), "predicted residual rate a + (1 - a) L-hat", "1"),
-    "window_start": (("member",), "first iteration k of the residual-rate window", "1"),
-}
-COORDS = {
-    "k_eval": ("K_eval: iterations applied at test time", "1"),
-    "iteration": ("iteration k", "1"),
+    "lipschitz": Variable(MEMBER, "L-hat: Lipschitz constant of the repeated block", "1"),
+    "predicted_rate": Variable(MEMBER, "predicted residual rate a + (1 - a) L-hat", "1"),
+    "window_start": Variable(MEMBER, "first iteration k of the residual-rate window", "1"),
+    "k_eval": Variable(("k_eval",), "K_eval: iterations applied at test time", "1", coord=True),
+    "iteration": Variable(("iteration",), "iteration k", "1", coord=True),
 }
 
 
 def dataset(measured: dict, k_eval: list[int], iterations: int) -> xr.Dataset:
-    """The measured per-member values as a described Dataset, dims (member, ...)."""
-    values = {"k_eval": np.asarray(k_eval), "iteration": np.arange(1, iterations + 1)}
-    coords = {
-        name: xr.Variable(name, values[name], {"long_name": long, "units": units})
-        for name, (long, units) in COORDS.items()
-    }
-    return xr.Dataset(
-        {
-            name: xr.Variable(dims, _numpy(measured[name]), {"long_name": long, "units": units})
-            for name, (dims, long, units) in VARIABLES.items()
-        },
-        coords=coords,
-    )
+    """The measured per-member values (arrays or tensors) and their coordinates, described."""
+    values = {name: _numpy(value) for name, value in measured.items()}
+    values |= {"k_eval": np.asarray(k_eval), "iteration": np.arange(1, iterations + 1)}
+    return cube.dataset(values, VARIABLES)
 
 
 def _numpy(values) -> np.ndarray:

@@ -27,28 +27,34 @@ import torch
 import xarray as xr
 from torch.func import functional_call, vjp, vmap
 
+from opscale import cube
 from opscale.rng import numpy_rng
+from opscale.schema import MEMBER, Variable
 
 SPLITS = ("train", "test")
-DEFAULTS = {"functions": 32, "queries": 16}
-VARIABLES = {  # name: (long_name, units)
-    **{
-        f"ntk_alignment_{split}_{when}": (
+WHEN = {"init": "initialisation", "end": "the end of training"}
+
+
+def _split_variables(split: str) -> dict[str, Variable]:
+    """The measure's variables of one split, in the order ``finish`` stores them."""
+    alignments = {
+        f"ntk_alignment_{split}_{when}": Variable(
+            MEMBER,
             f"kernel-target alignment of the empirical NTK on {split} data at {label}",
             "1",
         )
-        for split in SPLITS
-        for when, label in (("init", "initialisation"), ("end", "the end of training"))
-    },
-    **{
-        f"ntk_distance_{split}": (
-            f"kernel distance between the empirical NTK at initialisation and at the end "
-            f"({split} data)",
-            "1",
-        )
-        for split in SPLITS
-    },
-}
+        for when, label in WHEN.items()
+    }
+    distance = Variable(
+        MEMBER,
+        f"kernel distance between the empirical NTK at initialisation and at the end "
+        f"({split} data)",
+        "1",
+    )
+    return {**alignments, f"ntk_distance_{split}": distance}
+
+
+VARIABLES = {name: v for split in SPLITS for name, v in _split_variables(split).items()}
 
 
 class NTK:
@@ -57,7 +63,8 @@ class NTK:
     Parameters
     ----------
     options : dict
-        ``functions`` (P) and ``queries`` (Q, or None for all) of the subsample.
+        ``functions`` (P) and ``queries`` (Q, or None for all) of the subsample: the
+        resolved ``measure.ntk`` section (schema defaults filled in at validation).
     spec : dict
         The point's resolved spec (unused beyond the options).
     members : opscale.train.Members
@@ -65,7 +72,7 @@ class NTK:
     """
 
     def __init__(self, options: dict, spec: dict, members):
-        self.options = {**DEFAULTS, **(options or {})}
+        self.options = options
         self.members = members
         self.initial: dict[str, list[torch.Tensor]] = {}
         self.aligned: dict[str, np.ndarray] = {}
@@ -86,7 +93,7 @@ class NTK:
             values[f"ntk_distance_{split}"] = np.array(
                 [kernel_distance(a, b) for a, b in zip(self.initial[split], end, strict=True)]
             )
-        return _dataset(values)
+        return cube.dataset(values, VARIABLES)
 
     # ------------------------------------------------------------------ subsamples
     def rows(self, i: int, split: str, available: int) -> np.ndarray:
@@ -177,13 +184,3 @@ def kernel_distance(first: torch.Tensor, second: torch.Tensor) -> float:
     inner = (first * second).sum()
     norms = torch.linalg.matrix_norm(first) * torch.linalg.matrix_norm(second)
     return float(1 - inner / norms)
-
-
-def _dataset(values: dict[str, np.ndarray]) -> xr.Dataset:
-    """The measure's variables on ``member``, each with long_name and units."""
-    return xr.Dataset(
-        {
-            name: (("member",), array, {"long_name": VARIABLES[name][0], "units": "1"})
-            for name, array in values.items()
-        }
-    )

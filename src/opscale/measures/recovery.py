@@ -27,18 +27,31 @@ import torch
 import xarray as xr
 from torch.func import functional_call, jacrev, vmap
 
+from opscale import cube
 from opscale.problems.teacher import teacher_of
 from opscale.rng import numpy_rng
+from opscale.schema import MEMBER, Variable
 
 DTYPE = torch.float64  # ranks need the precision: float32 blurs singular values below ~1e-7
 
 
 class Recovery:
-    """The ``recovery`` measure (see the module docstring); options probes, rtol, tolerance."""
+    """The ``recovery`` measure (see the module docstring).
+
+    Parameters
+    ----------
+    options : dict
+        ``probes``, ``rtol`` and ``tolerance``: the resolved ``measure.recovery`` section
+        (schema defaults filled in at validation).
+    spec : dict
+        The point's resolved spec (teacher ``problem.neurons``/``dim``, ``model.width``).
+    members : opscale.train.Members
+        Seeds of the job's members (each seed's teacher and probes).
+    """
 
     def __init__(self, options: dict, spec: dict, members):
         _check(spec)
-        self.options, self.members = {**DEFAULTS, **options}, members
+        self.options, self.members = options, members
         self.k, self.d = spec["problem"]["neurons"], spec["problem"]["dim"]
         self.m = spec["model"]["width"]
         self.teachers = [teacher_of(spec["problem"], int(seed)) for seed in members.seed]
@@ -65,7 +78,7 @@ class Recovery:
         trained = rank(jacobian(model, _params(model), probes, y), self.options["rtol"])
         error = relative_mse(model, data["test"])
         S = len(self.members)
-        return describe(
+        return cube.dataset(
             {
                 "rank_embedding": np.stack([self.start_ranks[e] for e in EMBEDDINGS], axis=1),
                 "rank_init": self.start_ranks["init"],
@@ -74,7 +87,9 @@ class Recovery:
                 "recovered": (error < self.options["tolerance"]).astype("int8"),
                 "teacher_rank": np.full(S, self.k * (self.d + 1)),
                 "student_params": np.full(S, self.m * (self.d + 1)),
-            }
+                "embedding": list(EMBEDDINGS),
+            },
+            VARIABLES,
         )
 
     def probes(self, device="cpu") -> torch.Tensor:
@@ -93,9 +108,6 @@ class Recovery:
             "w": torch.as_tensor(np.stack([w for w, _ in pairs]), dtype=DTYPE, device=device),
             "a": torch.as_tensor(np.stack([a for _, a in pairs]), dtype=DTYPE, device=device),
         }
-
-
-DEFAULTS = {"probes": 512, "rtol": 1e-8, "tolerance": 1e-3}
 
 
 def null_embedding(w: np.ndarray, a: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,25 +173,25 @@ def _check(spec: dict) -> None:
         raise ValueError(f"measure.recovery: model.width = {m} < problem.neurons = {k}")
 
 
-ATTRS = {  # name: (long_name, units)
-    "rank_embedding": ("numerical rank of the parameter Jacobian at the teacher's embedding", "1"),
-    "rank_init": ("numerical rank of the parameter Jacobian at initialisation", "1"),
-    "rank_trained": ("numerical rank of the parameter Jacobian at the trained state", "1"),
-    "test_rel_mse": ("test mean squared error / variance of the target", "1"),
-    "recovered": ("1 if the test relative MSE is below measure.recovery.tolerance", "1"),
-    "teacher_rank": ("k(d+1): the theory's tangent rank at the teacher", "1"),
-    "student_params": ("m(d+1): parameters of the student", "1"),
-    "embedding": ("embedding of the teacher into the student (null or split)", "1"),
+VARIABLES = {
+    "rank_embedding": Variable(
+        (*MEMBER, "embedding"),
+        "numerical rank of the parameter Jacobian at the teacher's embedding",
+        "1",
+    ),
+    "rank_init": Variable(
+        MEMBER, "numerical rank of the parameter Jacobian at initialisation", "1"
+    ),
+    "rank_trained": Variable(
+        MEMBER, "numerical rank of the parameter Jacobian at the trained state", "1"
+    ),
+    "test_rel_mse": Variable(MEMBER, "test mean squared error / variance of the target", "1"),
+    "recovered": Variable(
+        MEMBER, "1 if the test relative MSE is below measure.recovery.tolerance", "1"
+    ),
+    "teacher_rank": Variable(MEMBER, "k(d+1): the theory's tangent rank at the teacher", "1"),
+    "student_params": Variable(MEMBER, "m(d+1): parameters of the student", "1"),
+    "embedding": Variable(
+        ("embedding",), "embedding of the teacher into the student (null or split)", "1", coord=True
+    ),
 }
-
-
-def describe(values: dict[str, np.ndarray]) -> xr.Dataset:
-    """The measure's Dataset: variables on member (and embedding), with names and units."""
-    data = {
-        name: (("member", "embedding") if v.ndim == 2 else ("member",), v)
-        for name, v in values.items()
-    }
-    ds = xr.Dataset(data, coords={"embedding": list(EMBEDDINGS)})
-    for name in [*ds.data_vars, "embedding"]:
-        ds[name].attrs.update(long_name=ATTRS[name][0], units=ATTRS[name][1])
-    return ds

@@ -13,15 +13,19 @@ else
   CONFIG_ARGS := --configfile config/studies/$(STUDY).yaml
   REPORT := results/$(STUDY)/report.html
 endif
-SNAKEMAKE := $(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) $(CONFIG_ARGS)
+# Snakemake loads profiles/default/ by itself (the workflow profile beside the Snakefile).
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) $(CONFIG_ARGS)
 
-.PHONY: install run report test lint clean
+.PHONY: install run report test lint lock clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The lock file pins every package (direct and transitive) to the version tested; [dev]
+# includes [slurm] (tests/test_slurm.py). pyproject.toml itself only states ranges.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--constraint constraints.txt --editable '.[dev]'
 	touch $@
 
 run: install
@@ -40,6 +44,12 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
+
+# Rewrite the lock from the installed packages (after an upgrade in .venv), keeping its
+# header; local version labels (torch's +cpu) are dropped so any build of a version fits.
+lock: install
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/+[A-Za-z0-9.]*$$//'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf results .snakemake

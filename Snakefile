@@ -7,9 +7,15 @@
 # Data flow (all NetCDF): data -> train (one job per grid point) -> collect -> fit -> figures.
 # All logic lives in the opscale package (src/opscale), installed by `make` or by
 # envs/opscale.yaml under --sdm conda.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# envs/opscale.yaml (--sdm conda) installs this checkout from ${OPSCALE_CHECKOUT}: conda runs
+# pip on a copy of that file in .snakemake/conda/, where no relative path finds the checkout.
+os.environ.update(OPSCALE_CHECKOUT=workflow.basedir)
 
 
 # A study file named with --configfile is the whole study: it replaces this default

@@ -12,15 +12,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
-TINY = {
-    "study": "tiny",
-    "seeds": [0, 1],
-    "problem": {"sensors": 20, "queries": 10, "resolution": 101},
-    "data": {"n_train": 16, "n_val": 8, "n_test": 16},
-    "model": {"width": 8, "depth": 2},
-    "train": {"steps": 40, "eval_every": 10, "log_every": 10, "lr": 0.003},
-    "sweep": {"model.width": [4, 8], "data.n_train": [8, 16]},
-}
+# The tiny study (the workflow's .test/ configuration, run end to end by test_workflow.py).
+TINY_FILE = REPO / ".test" / "config.yaml"
+TINY = yaml.safe_load(TINY_FILE.read_text())
 
 
 def tiny_config(**sections) -> dict:
@@ -80,12 +74,14 @@ def synthetic_cube(
     widths=(4, 8, 16, 32),
     n_train=(16, 32, 64, 128, 256),
     seed_noise=None,
+    seed_slope=0.0,
 ):
     """A study cube with a planted law err = floor + 3 N^-alpha + 2 n^-beta (times noise).
 
     Noise is multiplicative log-normal with standard deviation `noise` per model, plus a
     shift shared by all models of a seed (like nested data) of sd `seed_noise` (default:
-    `noise`; 0 for independent models).
+    `noise`; 0 for independent models), plus a seed effect that changes along n: a slope
+    in log n of sd `seed_slope` per seed (centred on the mean log n).
     N = 10 width^2; training FLOPs are 6 N n x 100 steps (full batch).
     """
     import json
@@ -101,8 +97,10 @@ def synthetic_cube(
     n_params = np.array([10 * w * w for w in widths], float)
     law = floor + 3 * n_params[:, None] ** -alpha + 2 * np.array(n_train, float)[None] ** -beta
     seed_effect = rng.normal(0, noise if seed_noise is None else seed_noise, seeds)
+    log_n = np.log(np.array(n_train, float))
+    along_n = (log_n - log_n.mean())[None, :, None] * rng.normal(0, 1, seeds) * seed_slope
     err = law[..., None] * np.exp(
-        seed_effect + rng.normal(0, noise, (len(widths), len(n_train), seeds))
+        seed_effect + along_n + rng.normal(0, noise, (len(widths), len(n_train), seeds))
     )
     dims = ("width", "n_train", "seed")
     flops = 600.0 * n_params[:, None] * np.array(n_train, float)[None]
@@ -144,3 +142,20 @@ def models_cube():
     config["sweep"] = {"model.name": ["deeponet", "mlp"], **config["sweep"]}
     axes = {"model": "model.name", "width": "model.width", "n_train": "data.n_train"}
     return ds.assign_attrs(config=json.dumps(validate_study(config)), axes=json.dumps(axes))
+
+
+def planted_table(rows=200, alpha=0.5, beta=0.8, floor=0.05, noise=0.1, rng_seed=0):
+    """An unreplicated irregular table: one run per (N, n), both log-uniform over 2 decades.
+
+    err = floor + 3 N^-alpha + 2 n^-beta times log-normal noise of sd `noise`;
+    N in [100, 10^4], n in [10, 1000] (integers).
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(rng_seed)
+    n_params = np.round(10 ** rng.uniform(2, 4, rows))
+    n_train = np.round(10 ** rng.uniform(1, 3, rows))
+    err = floor + 3 * n_params**-alpha + 2 * n_train**-beta
+    err = err * np.exp(rng.normal(0, noise, rows))
+    return pd.DataFrame({"params": n_params, "samples": n_train, "loss": err})

@@ -5,7 +5,7 @@ Needs a running SLURM (``sinfo`` answers). ``.ci/run`` starts a single-node one 
 afterwards, by PID; with that variable set, a SLURM that does not answer fails the test
 instead of skipping it. Elsewhere the test is skipped: start SLURM yourself to run it.
 
-The run uses ``workflow/profiles/slurm`` as a user would, plus what a one-node SLURM
+The run uses ``profiles/slurm`` as a user would, plus what a one-node SLURM
 without accounting needs (``.ci/slurm/profile``: squeue status checks, group size caps
 of 2 CPUs), and is bounded by ``timeout -k 60 -s INT`` (Snakemake stops on SIGINT only).
 """
@@ -65,7 +65,7 @@ def slurm_run(workdir):
         "-d",
         str(workdir),
         "--workflow-profile",
-        str(REPO / "workflow" / "profiles" / "slurm"),
+        str(REPO / "profiles" / "slurm"),
         "--profile",
         str(REPO / ".ci" / "slurm" / "profile"),
         "--configfile",

@@ -5,25 +5,18 @@ import shutil
 import pytest
 
 from opscale import cube
-from tests.helpers import planned_jobs, run_snakemake, tiny_config, write_config
+from opscale.figures import SCALING_FIGURES
+from tests.helpers import TINY_FILE, planned_jobs, run_snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.workflow
-FIGURES = [
-    "error_vs_n_train",
-    "error_vs_n_params",
-    "error_heatmap",
-    "fit_curves",
-    "fit_residuals",
-    "exponent_vs_dimension",
-    "compute_frontier",
-]
+FIGURES = SCALING_FIGURES  # the registry the rules read
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A working directory where the tiny study has run to completion."""
+    """A working directory where the tiny study (.test/config.yaml) has run to completion."""
     workdir = tmp_path_factory.mktemp("finished")
-    config = write_config(workdir / "study.yaml", tiny_config())
+    config = shutil.copyfile(TINY_FILE, workdir / "study.yaml")
     run_snakemake(workdir, config)
     return workdir
 

@@ -3,7 +3,9 @@
 Commands are a registry (``COMMANDS``): name -> (help, function adding its arguments,
 function running it). Each runner imports what it needs, so ``opscale --help`` is instant.
 
-    opscale fit results/default/cube.nc      # fit any cube; writes fit.nc, fit.md beside it
+    opscale fit results/default/cube.nc      # fit a cube; writes fit.nc, fit.md beside it
+    opscale fit runs.csv --size N --data n --error loss [--seed seed] --out fits/
+                                             # fit any long-format table of runs
     opscale status [--study NAME | --config FILE]   # where each study's points stand
     opscale collect --config FILE            # the cube of the points that exist (--keep-going)
 """
@@ -18,23 +20,36 @@ from pathlib import Path
 
 def _fit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "cube", type=Path, help="a study cube (NetCDF), e.g. results/default/cube.nc"
+        "input",
+        type=Path,
+        help="a study cube (NetCDF), or a long-format table (CSV, Parquet, NetCDF) of runs "
+        "with --size, --data and --error",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="folder for fit.nc and fit.md (default: the cube's folder)",
+        help="folder for fit.nc, fit.md and exponents.csv (default: the input's folder)",
+    )
+    table = parser.add_argument_group("a long-format table (one row per run)")
+    table.add_argument("--size", help="column of the model size N")
+    table.add_argument("--data", help="column of the data size n")
+    table.add_argument("--error", help="column of the error (any positive error or loss)")
+    table.add_argument("--seed", help="column of the seed (default: every run independent)")
+    table.add_argument(
+        "--group", action="append", default=[], help="column fitted apart (repeatable)"
     )
     parser.add_argument(
         "--bootstrap", type=int, default=None, help="bootstrap resamples (default: the study's)"
     )
-    parser.add_argument("--seed", type=int, default=None, help="seed of the bootstrap stream")
+    parser.add_argument(
+        "--bootstrap-seed", type=int, default=None, help="seed of the bootstrap stream"
+    )
     parser.add_argument(
         "--response",
         choices=["test_rel_l2", "val_rel_l2", "train_rel_l2"],
         default=None,
-        help="error to fit (default: the study's, test_rel_l2)",
+        help="error of a cube to fit (default: the study's, test_rel_l2)",
     )
     parser.add_argument(
         "--workers",
@@ -44,17 +59,50 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _fit(args: argparse.Namespace) -> int:
-    from opscale.fit import fit_cube
+TABLE_COLUMNS = ("size", "data", "error")
 
-    if not args.cube.is_file():
-        print(f"opscale fit: no such cube: {args.cube}", file=sys.stderr)
+
+def _fit(args: argparse.Namespace) -> int:
+    from opscale.fit import fit_cube, fit_table, write_fit
+    from opscale.tables import read_runs
+
+    if not args.input.is_file():
+        print(f"opscale fit: no such file: {args.input}", file=sys.stderr)
         return 2
-    out = args.out or args.cube.parent
+    named = [c for c in TABLE_COLUMNS if getattr(args, c)]
+    if named and len(named) < len(TABLE_COLUMNS):
+        lacking = ", ".join(f"--{c}" for c in TABLE_COLUMNS if c not in named)
+        print(
+            f"opscale fit: a table needs --size, --data and --error; missing {lacking}",
+            file=sys.stderr,
+        )
+        return 2
+    out = args.out or args.input.parent
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"bootstrap": args.bootstrap, "seed": args.seed, "response": args.response}
-    fit_cube(str(args.cube), str(out / "fit.nc"), str(out / "fit.md"), settings, args.workers)
-    print((out / "fit.md").read_text(), end="")
+    settings = {"bootstrap": args.bootstrap, "seed": args.bootstrap_seed}
+    paths = (out / "fit.nc", out / "fit.md", out / "exponents.csv")
+    if named:
+        settings = {k: v for k, v in settings.items() if v is not None}
+        columns = {c: getattr(args, c) for c in TABLE_COLUMNS}
+        try:
+            runs = read_runs(args.input)
+            fits = fit_table(
+                runs,
+                **columns,
+                seed=args.seed,
+                groups=tuple(args.group),
+                workers=args.workers,
+                name=args.input.stem,
+                **settings,
+            )
+        except (KeyError, ValueError, ImportError) as error:  # ImportError: no pyarrow
+            print(f"opscale fit: {args.input}: {error}", file=sys.stderr)
+            return 2
+        write_fit(fits, *paths)
+    else:
+        settings["response"] = args.response
+        fit_cube(str(args.input), str(paths[0]), str(paths[1]), settings, args.workers, paths[2])
+    print(paths[1].read_text(), end="")
     return 0
 
 
@@ -83,7 +131,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {  # name: (help, add arguments, run)
-    "fit": ("fit scaling laws to a study cube and print the table", _fit_arguments, _fit),
+    "fit": ("fit scaling laws to a study cube or a table of runs", _fit_arguments, _fit),
     "status": (
         "points done / diverged / failed / missing of each study, with their paths",
         _status_arguments,
@@ -99,7 +147,10 @@ COMMANDS = {  # name: (help, add arguments, run)
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per registered command."""
+    from opscale import __version__  # the installed distribution's (importlib.metadata)
+
     top = argparse.ArgumentParser(prog="opscale", description=__doc__.split("\n")[0])
+    top.add_argument("--version", action="version", version=f"opscale {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="command")
     for name, (help_text, add_arguments, run) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)

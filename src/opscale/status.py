@@ -177,8 +177,11 @@ def _has_results(workdir: Path, config: dict) -> bool:
 
 
 def known_study_files(workdir: Path) -> list[Path]:
-    """config/config.yaml and config/studies/*.yaml of `workdir`, else of this checkout."""
-    from opscale.config import REPO_ROOT
+    """config/config.yaml and config/studies/*.yaml of `workdir`, else of this checkout.
+
+    An installed package (no checkout) knows its default study (package data).
+    """
+    from opscale.config import DEFAULT_CONFIG, REPO_ROOT
 
     for root in dict.fromkeys([workdir.resolve(), REPO_ROOT]):
         files = sorted((root / "config" / "studies").glob("*.yaml"))
@@ -186,7 +189,7 @@ def known_study_files(workdir: Path) -> list[Path]:
             files.insert(0, root / "config" / "config.yaml")
         if files:
             return files
-    return []
+    return [DEFAULT_CONFIG]
 
 
 def run_status(args) -> int:

@@ -146,7 +146,26 @@ def _mismatched_counts(ds):
     return ds.drop_vars("s").assign(s=s)
 
 
+def _zero_outputs(ds):
+    ds = ds.copy(deep=True)
+    ds["s"][[4, 9]] = 0.0
+    return ds
+
+
+def _string_coordinates(ds):
+    return ds.assign_coords(x=[f"x{i}" for i in range(ds.sizes["x"])])
+
+
 FAULTS = {  # fault -> (how to make it, what the error must say)
+    "zero outputs": (
+        _zero_outputs,
+        r"'s' is identically zero in 2 sample\(s\) \(sample index 4, 9\): the relative L2 "
+        r"error of a zero output is 0/0",
+    ),
+    "string coordinates": (
+        _string_coordinates,
+        r"the coordinate of dim 'x' of 'u' is not numeric \(dtype .*, e.g. 'x0'\)",
+    ),
     "missing variable": (_missing_variable, r"no variable 's' \(problem.dataset.output\)"),
     "wrong dims": (_wrong_dims, r"wrong dims: 'u' has dims \('function', 'x'\)"),
     "NaNs": (_nans, r"'u' has 1 NaN/inf values \(first in sample 7\)"),

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from opscale import cube, status
+from opscale import cube, grid, resources, status
 from opscale.config import ConfigError, set_path, validate_study
 from tests.helpers import REPO, run_snakemake, tiny_config, write_config
 
@@ -38,6 +38,11 @@ def bad_inputs():
             yield pytest.param(yaml.safe_load(cells[1]), cells[2], cells[3], id=cells[0])
 
 
+def fragments(message: str) -> list[str]:
+    """The parts of a table's message: ``…`` joins parts of one message."""
+    return [part.strip().strip("`") for part in message.split("…") if part.strip("` ")]
+
+
 def apply(config: dict, change: dict) -> dict:
     """`config` with the table's change: dotted paths set, or deleted (``<delete>``)."""
     config = copy.deepcopy(config)
@@ -51,6 +56,27 @@ def apply(config: dict, change: dict) -> dict:
         else:
             set_path(config, path, value)
     return config
+
+
+def fault_rows():
+    """The rows of the README's faults table (above the bad-input table): (fault, test)."""
+    text = (REPO / "README.md").read_text()
+    table = text.split("## Faults and bad input", 1)[1].split(START, 1)[0]
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[3].startswith("`"):
+            yield cells[0], cells[3]
+
+
+def test_every_row_of_the_faults_table_names_a_test_that_exists():
+    sources = {path.name: path.read_text() for path in (REPO / "tests").glob("test_*.py")}
+    rows = list(fault_rows())
+    assert len(rows) >= 10
+    for fault, cell in rows:
+        for name in (n.strip("`").rstrip("…") for n in cell.split(", ")):
+            name = name.removeprefix("tests/")
+            found = name in sources or any(f"def {name}" in text for text in sources.values())
+            assert found, f"faults table row {fault!r}: no test {name!r}"
 
 
 def test_the_readme_lists_at_least_20_distinct_bad_inputs():
@@ -67,6 +93,20 @@ def test_a_bad_input_fails_validation_naming_the_key(change, message, checked_by
     with pytest.raises(ConfigError) as error:
         validate_study(apply(tiny_config(), change), source="study.yaml")
     assert message in str(error.value)
+    assert str(error.value).startswith("invalid study config (study.yaml), nothing was run:")
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "checked_by"),
+    [row for row in bad_inputs() if "preflight" in row.values[2]],
+)
+def test_a_job_past_the_memory_limit_is_refused_before_anything_runs(change, message, checked_by):
+    config = validate_study(apply(tiny_config(), change), source="study.yaml")
+    estimates = {point.id: resources.estimate(point.spec) for point in grid.points(config)}
+    with pytest.raises(ConfigError) as error:
+        resources.check(config, estimates, "study.yaml")
+    for part in fragments(message):
+        assert part in str(error.value)
     assert str(error.value).startswith("invalid study config (study.yaml), nothing was run:")
 
 
@@ -110,7 +150,8 @@ def test_a_bad_input_stops_snakemake_and_changes_nothing(workdir, change, messag
     bad = write_config(workdir / "bad.yaml", apply(tiny_config(), change))
     result = run_snakemake(workdir, bad, TARGET, check=False)
     assert result.returncode != 0
-    assert message in result.stdout + result.stderr
+    for part in fragments(message):
+        assert part in result.stdout + result.stderr
     assert snapshot(workdir / "results") == before
 
 
@@ -120,8 +161,12 @@ def test_a_bad_input_stops_snakemake_and_changes_nothing(workdir, change, messag
     [
         ("study: tiny\nmodel: {width: 8\n", "Config file is not valid JSON or YAML"),
         (None, "No such file or directory: '"),
+        (
+            yaml.safe_dump(tiny_config(), sort_keys=False) + "seeds: [0]\n",
+            "duplicate key 'seeds' on lines 2, ",
+        ),
     ],
-    ids=["yaml-syntax-error", "file-not-found"],
+    ids=["yaml-syntax-error", "file-not-found", "duplicate-key"],
 )
 def test_a_broken_study_file_stops_snakemake_and_changes_nothing(workdir, content, message):
     before = snapshot(workdir / "results")
@@ -235,3 +280,23 @@ def _opscale(workdir: Path, command: str) -> subprocess.CompletedProcess:
     opscale = Path(sys.executable).parent / "opscale"
     args = [str(opscale), command, "--config", "study.yaml", "--directory", str(workdir)]
     return subprocess.run(args, capture_output=True, text=True, cwd=workdir)
+
+
+@pytest.mark.parametrize(
+    ("width", "reason"),
+    [
+        (16, "not on the study's grid: width = 16, not one of model.width: [4, 8]"),
+        (np.nan, "not on the study's grid: width = nan, not one of model.width: [4, 8]"),
+        (None, "not on the study's grid: it has no coordinate width (model.width)"),
+    ],
+    ids=["another-value", "nan", "no-coordinate"],
+)
+def test_collect_refuses_a_point_file_off_the_grid_instead_of_dropping_it(tmp_path, width, reason):
+    good, stray = _point(tmp_path, 4), _point(tmp_path, 8)
+    ds = cube.read(stray)
+    ds = ds.drop_vars("width") if width is None else ds.assign_coords(width=width)
+    cube.write(ds, stray)
+    with pytest.raises(cube.PointFileError) as error:
+        cube.collect([str(good), str(stray)], {"sweep": {"model.width": [4, 8]}})
+    assert f"{stray}: {reason}" in str(error.value)
+    assert str(good) not in str(error.value)

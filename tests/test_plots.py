@@ -48,3 +48,50 @@ def test_every_registered_figure_has_a_function_and_a_caption():
         for name in analysis.figures:
             assert callable(getattr(module, name)), name
             assert (REPO / "workflow" / "report" / f"{name}.rst").is_file(), name
+
+
+def _described(path) -> str:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.text.get("Description", "")
+
+
+def test_every_model_diverged_draws_figures_that_say_why(tmp_path, caplog):
+    # every model diverged (lr 1000): seaborn raised TypeError and failed the figures rule
+    ds = synthetic_cube(seeds=2, widths=(4, 8), n_train=(8, 16))
+    ds["status"][:] = cube.DIVERGED
+    cube.write(ds, tmp_path / "cube.nc")
+    settings = {"bootstrap": 30, "backtest_bootstrap": 20}
+    fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", settings)
+    outputs = {figure: str(tmp_path / f"{figure}.png") for figure in plots.FIGURES}
+    with caplog.at_level("ERROR", logger="opscale.plots"):
+        failed = plots.draw_figures(tmp_path / "cube.nc", tmp_path / "fit.nc", outputs)
+    reason = "ValueError: no model to plot: of 8 models, 8 diverged and 0 are missing"
+    assert set(failed) == set(outputs)
+    for name, path in outputs.items():
+        assert failed[name].startswith(reason)
+        assert _described(path) == failed[name]  # the figure that says so
+        assert f"figure {name} could not be drawn" in caplog.text
+    assert "Traceback" in caplog.text
+
+
+def test_one_failing_figure_does_not_stop_the_others(tmp_path, monkeypatch, caplog):
+    cube.write(synthetic_cube(seeds=2, widths=(4, 8), n_train=(8, 16)), tmp_path / "cube.nc")
+    settings = {"bootstrap": 30, "backtest_bootstrap": 20}
+    fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", settings)
+    broken, *others = list(plots.FIGURES)
+
+    def fails(obs, fits):
+        raise TypeError("'NoneType' object is not iterable")
+
+    monkeypatch.setitem(plots.FIGURES, broken, fails)
+    outputs = {figure: str(tmp_path / f"{figure}.png") for figure in plots.FIGURES}
+    with caplog.at_level("ERROR", logger="opscale.plots"):
+        failed = plots.draw_figures(tmp_path / "cube.nc", tmp_path / "fit.nc", outputs)
+    assert failed == {broken: "TypeError: 'NoneType' object is not iterable"}
+    assert _described(outputs[broken]) == failed[broken]
+    assert "in fails" in caplog.text  # the traceback
+    for name in others:
+        assert (tmp_path / f"{name}.png").stat().st_size > 5_000
+        assert _described(outputs[name]) == ""

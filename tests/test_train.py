@@ -242,3 +242,46 @@ def test_fused_squared_error_matches_autograd(weighted):
     plain = (pred - target).square().mean(-1)
     plain = plain.mean(-1) if weights is None else (plain * weights).sum(-1)
     torch.testing.assert_close(train.SquaredError.apply(pred, target, weights), plain)
+
+
+class _RunsCode:
+    """A pickled object that would run code when unpickled (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused(data_file, tmp_path):
+    point, path = data_file
+    ckpt, marker = tmp_path / "job.pt", tmp_path / "code-ran"
+    torch.save({"key": "anything", "trainer": _RunsCode(marker)}, ckpt)
+    runtime = {"device": "cpu", "compile": False, "checkpoint_every": 20}
+    with pytest.raises(train.CheckpointError) as error:
+        train.train_point(point.spec, {}, path, tmp_path / "out.nc", runtime, str(ckpt))
+    message = str(error.value)
+    assert f"refusing checkpoint {ckpt}: it holds more than tensors and plain values" in message
+    assert "Unsupported global" in message
+    assert f"rm {ckpt}" in message
+    assert not marker.exists() and not (tmp_path / "out.nc").exists()
+
+
+def test_a_checkpoint_holds_tensors_and_plain_values_only(data_file, tmp_path):
+    point, path = data_file
+    trainer, _ = _trainer(path, [0, 1], 16, RECIPE | {"batch_size": 4})
+    for _ in range(3):
+        trainer.step += 1
+        trainer.after_step(trainer.train_step())
+    ckpt = train.Checkpoint(str(tmp_path / "job.pt"), 1, "key")
+    ckpt.maybe_save(trainer)
+    again, _ = _trainer(path, [0, 1], 16, RECIPE | {"batch_size": 4})
+    ckpt.restore(again)  # weights_only=True
+    assert again.step == trainer.step
+    for name in train.Trainer.ARRAYS:
+        np.testing.assert_array_equal(getattr(again, name), getattr(trainer, name))
+        assert isinstance(getattr(again, name), np.ndarray)
+    np.testing.assert_array_equal(
+        again.sampler.indices(again.active), trainer.sampler.indices(trainer.active)
+    )

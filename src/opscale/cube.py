@@ -180,16 +180,19 @@ def collect(paths: list[str], config: dict) -> xr.Dataset:
 
     Grid points without a file are NaN with status ``missing`` (``opscale collect``
     builds such a cube after a ``--keep-going`` run). Every file is checked first
-    (``read_point``): if any cannot be read, nothing is collected and the
-    ``PointFileError`` names each bad file and the one command that recomputes it.
+    (``read_point``, ``off_grid``): if any cannot be read, or holds a model whose axis
+    values are not on the study's grid (which the cube would silently drop), nothing is
+    collected and the ``PointFileError`` names each bad file and the one command that
+    recomputes it.
     """
+    sweep = {axis_name(path): (path, list(values)) for path, values in config["sweep"].items()}
     points, bad = _read_points(paths)
+    bad |= {path: reason for path, ds in points.items() if (reason := off_grid(ds, sweep))}
     if bad or not points:
         raise PointFileError(bad) if bad else PointFileError({}, "no point file to collect")
-    sweep = {axis_name(path): (path, list(values)) for path, values in config["sweep"].items()}
     names = list(sweep)
     stacked = xr.concat(
-        [_members_with_axes(ds, names) for ds in points],
+        [_members_with_axes(ds, names) for ds in points.values()],
         dim="member",
         coords="different",
         compat="equals",
@@ -221,7 +224,7 @@ class PointFileError(ValueError):
         if summary is None:
             files = " ".join(self.bad)
             summary = (
-                f"{len(self.bad)} point file(s) cannot be read, nothing was collected:\n"
+                f"{len(self.bad)} point file(s) cannot be collected, nothing was collected:\n"
                 + "\n".join(lines)
                 + "\nThe rest of the study is intact. Recompute them with:\n  "
                 + RECOMPUTE.format(files=files)
@@ -251,15 +254,32 @@ def read_point(path: str | os.PathLike) -> xr.Dataset:
     return ds
 
 
-def _read_points(paths: list[str]) -> tuple[list[xr.Dataset], dict[str, str]]:
+def _read_points(paths: list[str]) -> tuple[dict[str, xr.Dataset], dict[str, str]]:
     """The readable point files, and the reason for each unreadable one (by path)."""
-    points, bad = [], {}
+    points, bad = {}, {}
     for path in paths:
         try:
-            points.append(read_point(path))
+            points[str(path)] = read_point(path)
         except PointFileError as error:
             bad.update(error.bad)
     return points, bad
+
+
+def off_grid(ds: xr.Dataset, sweep: dict[str, tuple[str, list]]) -> str | None:
+    """Why the models of point file `ds` do not land on the study's grid (None if they do).
+
+    `sweep` maps each axis name to its dotted path and values. A model whose coordinate is
+    absent, NaN or another value would vanish when the cube is reindexed on the grid.
+    """
+    for name, (path, values) in sweep.items():
+        if name not in ds.coords:
+            return f"not on the study's grid: it has no coordinate {name} ({path})"
+        found = np.atleast_1d(ds[name].values).tolist()
+        strays = sorted({repr(v) for v in found if not any(v == w for w in values)})
+        if strays:
+            shown = ", ".join(strays)
+            return f"not on the study's grid: {name} = {shown}, not one of {path}: {values}"
+    return None
 
 
 def _unstack(stacked: xr.Dataset, names: list[str]) -> xr.Dataset:

@@ -10,7 +10,10 @@ Its id is readable and content-addressed::
 
 a label of its swept values plus a hash of its fully resolved parameters (problem, data,
 model, train, measure, seeds). Changing any fixed parameter changes every id, so a stale result is
-never reused; adding a value to an axis only adds new ids. Keys under ``runtime`` say how
+never reused; adding a value to an axis only adds new ids. Names stay short enough for any
+file system: a label part longer than ``LABEL_PART_CHARS`` (a long path or string value)
+becomes its axis name and a hash of its value (``path_5d1e0c2a9b``), and the whole label is
+cut at ``LABEL_CHARS`` (the spec hash keeps ids distinct). Keys under ``runtime`` say how
 to run, not what to compute, and are left out of the hash.
 
 Data files are addressed the same way by the parameters that decide the data (problem,
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 from opscale.config import axis_name, set_path
 
 HASH_CHARS = 10
+LABEL_PART_CHARS = 40  # a longer part of the label (axis name + value) is hashed
+LABEL_CHARS = 100  # ids stay far below the usual 255-byte file-name limit
 # Sections of the config that decide what a model computes (the content of a point).
 SPEC_SECTIONS = ("problem", "data", "model", "train", "measure", "seeds")
 
@@ -78,8 +83,14 @@ def _point(config: dict, study_axes: list[Axis], values: tuple) -> Point:
     for axis, value in zip(study_axes, values, strict=True):
         set_path(spec, axis.path, value)
     coords = {a.path: v for a, v in zip(study_axes, values, strict=True)}
-    label = "-".join(f"{axis_name(p)}{v}" for p, v in coords.items()) or "point"
-    return Point(f"{_safe(label)}-{digest(spec)}", coords, spec, data_id(spec))
+    label = "-".join(_label_part(axis_name(p), v) for p, v in coords.items()) or "point"
+    return Point(f"{label[:LABEL_CHARS]}-{digest(spec)}", coords, spec, data_id(spec))
+
+
+def _label_part(name: str, value) -> str:
+    """``width40``; a part longer than ``LABEL_PART_CHARS`` is ``name_<hash of value>``."""
+    part = _safe(f"{name}{value}")
+    return part if len(part) <= LABEL_PART_CHARS else f"{_safe(name)}_{digest(value)}"
 
 
 def data_spec(spec: dict) -> dict:

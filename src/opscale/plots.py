@@ -10,6 +10,10 @@ Other swept axes become panels.
 
 from __future__ import annotations
 
+import functools
+import logging
+import textwrap
+
 import matplotlib
 import matplotlib.ticker
 
@@ -39,21 +43,60 @@ RESPONSES = {  # fit.response -> axis label of the error
 }
 
 
-def draw_figures(cube_path: str, fit_path: str, outputs: dict[str, str]) -> None:
-    """Draw the figures named in `outputs` (name -> PNG path)."""
+log = logging.getLogger(__name__)
+
+
+def draw_figures(cube_path: str, fit_path: str, outputs: dict[str, str]) -> dict[str, str]:
+    """Draw the figures named in `outputs` (name -> PNG path); return those that failed.
+
+    A figure that raises never stops the others: its PNG instead says which figure could
+    not be drawn and why (the error's message, also in the PNG's ``Description`` text),
+    and the traceback goes to the log. Returns figure name -> that message.
+    """
     cube, fits = cubes.read(cube_path), cubes.read(fit_path)
     settings = tables.settings(fits)
-    obs, _ = observations(cube, settings.get("response", ERROR))
-    obs = _labelled(obs, grouping_axes(cube))
+    response = settings.get("response", ERROR)
+    obs = functools.cache(lambda: _labelled(_plotted(cube, response), grouping_axes(cube)))
     sns.set_theme(style="whitegrid", context="paper")
     studies = analyses.figures(settings.get("analyses", []))
+    failed = {}
     for name, path in outputs.items():
-        if name in FIGURES:
-            figure = FIGURES[name](obs, fits)
-        else:  # an analysis' figure draws from the cube itself
-            figure = getattr(analyses.load(studies[name]), name)(cube, fits)
-        figure.savefig(path, dpi=130, bbox_inches="tight")
+        try:
+            if name in FIGURES:
+                figure = FIGURES[name](obs(), fits)
+            else:  # an analysis' figure draws from the cube itself
+                figure = getattr(analyses.load(studies[name]), name)(cube, fits)
+            metadata = {}
+        except Exception as error:  # one figure's failure must not fail the others
+            log.exception("figure %s could not be drawn", name)
+            failed[name] = f"{type(error).__name__}: {error}"
+            figure, metadata = _failure(name, failed[name]), {"Description": failed[name]}
+        figure.savefig(path, dpi=130, bbox_inches="tight", metadata=metadata)
         plt.close(figure)
+    return failed
+
+
+def _plotted(cube: xr.Dataset, response: str) -> pd.DataFrame:
+    """The models the scaling figures show; a clear error when there are none."""
+    obs, excluded = observations(cube, response)
+    if obs.empty:
+        total = int(cube["status"].size)
+        raise ValueError(
+            f"no model to plot: of {total} models, {excluded['diverged']} diverged and "
+            f"{excluded['missing']} are missing; the others have no finite positive "
+            f"{response} (fit.md lists them)"
+        )
+    return obs
+
+
+def _failure(name: str, message: str) -> plt.Figure:
+    """A figure that says figure `name` could not be drawn, and why."""
+    figure, ax = plt.subplots(figsize=(7, 2.5))
+    ax.set_axis_off()
+    ax.text(0.5, 0.75, f"figure {name!r} could not be drawn", ha="center", weight="bold")
+    ax.text(0.5, 0.45, textwrap.fill(message[:600], 90), ha="center", va="top", fontsize=8)
+    ax.text(0.5, 0.02, "the traceback is in the figures rule's log", ha="center", fontsize=7)
+    return figure
 
 
 def _labelled(obs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -200,6 +243,8 @@ def _curves_panel(ax, panel: pd.DataFrame, curves: pd.DataFrame, axes, group, fi
     _tick_at(ax.xaxis, sorted(panel[x].unique()))
     if len(curves):
         band = f"robust law, {confidence_label(fits)} band"
+        if "identified" in curves and (curves["identified"] == "no").any():
+            band += "\n(law not identified: band reaches a bound)"
         ax.legend(fontsize=6, title=band, title_fontsize=6)
 
 
@@ -258,15 +303,21 @@ def _dimension_panel(ax, rows: pd.DataFrame, theory_curve, level: str) -> None:
     d2 = float(rows.output_dim.iloc[0]) if len(rows) else 1.0
     b = np.arange(1, max(8, int(finite.intrinsic_dim.max()) + 2 if len(finite) else 8) + 1)
     ax.plot(b, rate(b, d2), "k--", label="theory (finite inputs, upper bound)")
-    if len(finite):
-        ax.errorbar(
-            finite.intrinsic_dim,
-            finite.exponent,
-            yerr=[finite.exponent - finite.ci_low, finite.ci_high - finite.exponent],
-            fmt="o",
-            capsize=3,
-            label=f"measured [{level} CI]",
-        )
+    identified = finite.get("identified", pd.Series("yes", finite.index)) != "no"
+    for mine, face, label in [
+        (finite[identified], None, f"measured [{level} CI]"),
+        (finite[~identified], "none", "not identified (interval reaches a bound)"),
+    ]:
+        if len(mine):
+            ax.errorbar(
+                mine.intrinsic_dim,
+                mine.exponent,
+                yerr=[mine.exponent - mine.ci_low, mine.ci_high - mine.exponent],
+                fmt="o",
+                mfc=face,
+                capsize=3,
+                label=label,
+            )
     for r in rows[~np.isfinite(rows.intrinsic_dim)].itertuples():
         ax.axhspan(r.ci_low, r.ci_high, color="C1", alpha=0.2)
         ax.axhline(r.exponent, color="C1", label=f"measured, b = ∞ ({r.group})")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,12 +246,16 @@ class Sampler:
         return rows
 
     def state_dict(self) -> dict:
-        return {"streams": [s.bit_generator.state for s in self.streams], "orders": self.orders}
+        """Generator states (dicts of ints and str) and pending orders (tensors): no pickles."""
+        return {
+            "streams": [s.bit_generator.state for s in self.streams],
+            "orders": [torch.from_numpy(order.copy()) for order in self.orders],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for stream, saved in zip(self.streams, state["streams"], strict=True):
             stream.bit_generator.state = saved
-        self.orders = list(state["orders"])
+        self.orders = [order.numpy() for order in state["orders"]]
 
 
 class Trainer:
@@ -459,9 +464,10 @@ class Trainer:
     )
 
     def state_dict(self) -> dict:
+        """Tensors and plain values only, so ``torch.load(weights_only=True)`` reads it."""
         return {
             "step": self.step,
-            **{name: getattr(self, name).copy() for name in self.ARRAYS},
+            **{name: torch.from_numpy(getattr(self, name).copy()) for name in self.ARRAYS},
             "params": [p.detach().clone() for p in self.model.parameters()],
             "kept": [k.clone() for k in self.kept],
             "optimizer": self.optimizer.state_dict(),
@@ -471,7 +477,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
         for name in self.ARRAYS:
-            setattr(self, name, state[name])
+            setattr(self, name, state[name].numpy())
         with torch.no_grad():
             for p, saved in zip(self.model.parameters(), state["params"], strict=True):
                 p.data = saved
@@ -514,8 +520,18 @@ class SquaredError(torch.autograd.Function):
         return diff * scale, None, None
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that is refused: it holds more than tensors and plain values."""
+
+
 class Checkpoint:
-    """Atomic snapshots of a trainer, tied to the spec they were trained on."""
+    """Atomic snapshots of a trainer, tied to the spec they were trained on.
+
+    A checkpoint holds tensors and plain values only and is read with
+    ``torch.load(weights_only=True)``: a checkpoint that carries any other pickled object
+    (tampered with in a shared results folder, say) is refused, never unpickled, since
+    unpickling can run code.
+    """
 
     def __init__(self, path: str | None, every: int, key: str):
         self.path = Path(path) if path and every else None
@@ -531,7 +547,15 @@ class Checkpoint:
     def restore(self, trainer: Trainer) -> None:
         if self.path is None or not self.path.exists():
             return
-        saved = torch.load(self.path, weights_only=False)
+        try:
+            saved = torch.load(self.path, weights_only=True)
+        except pickle.UnpicklingError as error:
+            reason = _unpickler_reason(error)
+            raise CheckpointError(
+                f"refusing checkpoint {self.path}: it holds more than tensors and plain "
+                f"values, and unpickling it could run code ({reason}). Delete it to train "
+                f"this point from the start: rm {self.path}"
+            ) from None
         if saved.get("key") != self.key:
             log.warning("ignoring checkpoint %s: it belongs to other settings", self.path)
             return
@@ -541,6 +565,15 @@ class Checkpoint:
     def remove(self) -> None:
         if self.path is not None and self.path.exists():
             self.path.unlink()
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The line of torch's weights-only error that names what was refused."""
+    marker = "WeightsUnpickler error:"
+    for line in str(error).splitlines():
+        if marker in line:
+            return line.split(marker, 1)[1].split(". Please", 1)[0].strip()
+    return f"{type(error).__name__}: {error}"
 
 
 def shapes(data: dict[str, Split]) -> dict:

@@ -13,8 +13,8 @@ rule train:
         "../../envs/opscale.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=get_train_mem_mb,
+        runtime=get_train_runtime,
     params:
         spec=get_point_spec,
         coords=get_point_coords,

@@ -12,8 +12,10 @@ File format ("bring your own dataset"): two NetCDF files ``<path>_train.nc`` and
   equispaced on [0, 1].
 
 ``sample`` must be the first dimension of both variables, their sample counts must agree,
-the two files must have the same grids, and no value may be NaN or infinite: each fault
-raises a ``DatasetError`` naming the file and the problem.
+the two files must have the same grids, the coordinates of the grid dims must be numbers,
+no value may be NaN or infinite, and no output may be identically zero (its relative L2
+error would be 0/0, NaN, and exclude every model from the fits): each fault raises a
+``DatasetError`` naming the file and the problem (and the dim or the samples).
 
 Paths: a relative ``problem.dataset.path`` resolves against the repository root (the
 checkout opscale runs from), not the working directory, so a study behaves the same with
@@ -118,6 +120,37 @@ def _check(problem: dict, path: Path, ds: xr.Dataset) -> None:
                 path,
                 f"{var.name!r} has {int(bad.sum())} NaN/inf values (first in sample {first})",
             )
+        _check_coordinates(problem, path, ds, var)
+    _check_nonzero(problem, path, s)
+
+
+def _check_coordinates(problem: dict, path: Path, ds: xr.Dataset, var: xr.DataArray) -> None:
+    """Refuse a grid dim of `var` whose coordinate is not numeric (it gives the points)."""
+    for dim in var.dims[1:]:
+        if dim in ds.coords and not np.issubdtype(ds[dim].dtype, np.number):
+            example = ds[dim].values.ravel()[:1].tolist()
+            _fail(
+                problem,
+                path,
+                f"the coordinate of dim {dim!r} of {var.name!r} is not numeric (dtype "
+                f"{ds[dim].dtype}, e.g. {example[0]!r}); the points of a grid dim must be "
+                "numbers (or drop the coordinate: equispaced on [0, 1])",
+            )
+
+
+def _check_nonzero(problem: dict, path: Path, s: xr.DataArray) -> None:
+    """Refuse outputs of zero norm: their relative L2 error (0/0) is undefined."""
+    norms = np.sqrt(np.square(s.values.reshape(len(s), -1)).sum(axis=1))
+    zero = np.flatnonzero(norms == 0)
+    if len(zero):
+        shown = ", ".join(map(str, zero[:5])) + (", ..." if len(zero) > 5 else "")
+        _fail(
+            problem,
+            path,
+            f"{s.name!r} is identically zero in {len(zero)} sample(s) (sample index "
+            f"{shown}): the relative L2 error of a zero output is 0/0, undefined; drop "
+            "those samples",
+        )
 
 
 def _axis(ds: xr.Dataset, dim: str) -> np.ndarray:

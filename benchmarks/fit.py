@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fit.py                       # 1,000 models, 1,000 resamples
     .venv/bin/python benchmarks/fit.py --widths 25 --n 40 --seeds 3   # 1,000 grid points
-    .venv/bin/python benchmarks/fit.py --coverage 200 --bootstrap 200 # interval coverage
+    .venv/bin/python benchmarks/fit.py --coverage 400 --bootstrap 200 # coverage, every scenario
 
 The cube is synthetic (tests/helpers.py: planted law with a floor, 5% log-normal noise);
 widths and training-set sizes are spread geometrically. Prints one Markdown table row.
@@ -40,12 +40,11 @@ def main() -> None:
         default=0,
         help="instead: coverage of the robust law's intervals over this many planted cubes",
     )
-    parser.add_argument(
-        "--seed-noise", type=float, default=0.0, help="sd of the shift shared by a seed's models"
-    )
+    parser.add_argument("--scenario", choices=list(SCENARIOS), help="one coverage scenario")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the replays")
     args = parser.parse_args()
     if args.coverage:
-        return coverage(args.coverage, args.bootstrap, args.seed_noise)
+        return coverage(args.coverage, args.bootstrap, args.workers, args.scenario)
     widths = np.unique(np.geomspace(4, 400, args.widths).round().astype(int))
     n_train = np.unique(np.geomspace(16, 4096, args.n).round().astype(int))
     cube = synthetic_cube(floor=0.02, seeds=args.seeds, widths=widths, n_train=n_train)
@@ -61,25 +60,87 @@ def main() -> None:
     )
 
 
-def coverage(repetitions: int, resamples: int, seed_noise: float) -> None:
-    """Share of nominal 95% intervals of alpha and beta that contain the planted values."""
+# name: (what it plants, the data of replay `rep`); truth alpha 0.5, beta 0.8, floor 0.05
+SCENARIOS = {
+    "3 seeds, independent": lambda rep: _cube(rep, seeds=3, seed_noise=0.0),
+    "3 seeds, seed shift": lambda rep: _cube(rep, seeds=3, seed_noise=0.1),
+    "3 seeds, seed effect along n": lambda rep: _cube(
+        rep, seeds=3, seed_noise=0.05, seed_slope=0.1
+    ),
+    "10 seeds, independent": lambda rep: _cube(rep, seeds=10, seed_noise=0.0),
+    "10 seeds, seed shift": lambda rep: _cube(rep, seeds=10, seed_noise=0.1),
+    "10 seeds, seed effect along n": lambda rep: _cube(
+        rep, seeds=10, seed_noise=0.05, seed_slope=0.1
+    ),
+    "3 seeds, no floor, seed shift": lambda rep: _cube(rep, seeds=3, seed_noise=0.1, floor=0.0),
+    "table, 200 runs unreplicated, floor": lambda rep: _table(rep, floor=0.05),
+    "table, 200 runs unreplicated, no floor": lambda rep: _table(rep, floor=0.0),
+}
+TRUTH = {"alpha": 0.5, "beta": 0.8}
+
+
+def _cube(rep: int, floor: float = 0.05, **noise):
+
+    cube = synthetic_cube(floor=floor, noise=0.1, rng_seed=1000 + rep, **noise)
+    return observations(cube)[0], floor
+
+
+def _table(rep: int, floor: float):
+    from opscale.scaling.observations import table_observations
+    from tests.helpers import planted_table
+
+    frame = planted_table(floor=floor, rng_seed=1000 + rep)
+    return table_observations(frame, "params", "samples", "loss")[0], floor
+
+
+def _replay(task) -> dict:
+    """One planted replay: whether each parameter's interval covers the truth, widths."""
     from opscale.rng import numpy_rng
 
-    law, settings = AdditiveLaw(TERMS), fit.fit_settings(validate_study({"study": "x"}))
-    truth, hits = np.array([0.5, 0.8]), np.zeros(2)
-    start = time.perf_counter()
-    for rep in range(repetitions):
-        cube = synthetic_cube(floor=0.05, noise=0.1, seed_noise=seed_noise, rng_seed=1000 + rep)
-        obs, _ = observations(cube)
-        law_fit = fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=resamples)
-        low, high = law_fit.interval(law.split(law_fit.draws)[2], 0.95)
-        hits += (low <= truth) & (truth <= high)
-    alpha, beta = hits / repetitions
-    print(
-        f"| coverage | {repetitions} planted cubes (floor 0.05, noise 0.1, seed noise "
-        f"{seed_noise}), {resamples} "
-        f"resamples | {time.perf_counter() - start:.0f} s | alpha {alpha:.3f}, beta {beta:.3f} |"
+    scenario, rep, resamples = task
+    obs, floor = SCENARIOS[scenario](rep)
+    law = AdditiveLaw(TERMS)
+    settings = fit.fit_settings(validate_study({"study": "x"}), {"refine": 2})
+    law_fit = fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=resamples)
+    truth = {**TRUTH, **({"E": floor} if floor > 0 else {})}
+    index = {name: law.names.index(name) for name in truth}
+    if not len(law_fit.draws):
+        return {name: (False, 0.0) for name in truth} | {"scheme": law_fit.scheme}
+    low, high = law_fit.interval(law_fit.draws, 0.95)
+    hits = {
+        name: (bool(low[k] <= value <= high[k]), float(high[k] - low[k]))
+        for name, value in truth.items()
+        for k in [index[name]]
+    }
+    return hits | {"scheme": law_fit.scheme}
+
+
+def coverage(repetitions: int, resamples: int, workers: int, only: str | None) -> None:
+    """Share of nominal 95% intervals that contain the planted values, per scenario."""
+    import concurrent.futures
+
+    rows = []
+    for scenario in [only] if only else SCENARIOS:
+        start = time.perf_counter()
+        tasks = [(scenario, rep, resamples) for rep in range(repetitions)]
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            replays = list(pool.map(_replay, tasks, chunksize=4))
+        names = [n for n in ("alpha", "beta", "E") if n in replays[0]]
+        cells = [f"{np.mean([r[n][0] for r in replays]):.3f}" for n in names]
+        widths = [f"{np.median([r[n][1] for r in replays]):.3f}" for n in names]
+        scheme = replays[0]["scheme"]
+        rows.append(
+            f"| {scenario} | {scheme} | {', '.join(names)} | {', '.join(cells)} | "
+            f"{', '.join(widths)} | {time.perf_counter() - start:.0f} s |"
+        )
+        print(rows[-1], flush=True)
+    header = (
+        f"{repetitions} replays x {resamples} resamples, {_cores()} cores, "
+        f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}\n\n"
+        "| scenario | scheme | parameters | coverage of nominal 95% | median width | time |\n"
+        "|---|---|---|---|---|---|"
     )
+    print("\n" + header + "\n" + "\n".join(rows))
 
 
 def _cores() -> int:

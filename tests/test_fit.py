@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import optimize
 
@@ -15,8 +16,8 @@ from opscale.rng import numpy_rng
 from opscale.scaling import allocation as allocation_module
 from opscale.scaling.fitting import fit_law
 from opscale.scaling.laws import AdditiveLaw
-from opscale.scaling.observations import TERMS, observations
-from tests.helpers import models_cube, synthetic_cube
+from opscale.scaling.observations import TERMS, observations, table_observations
+from tests.helpers import models_cube, planted_table, synthetic_cube
 
 FAST = {"bootstrap": 60, "backtest_bootstrap": 40}
 TRUTH = {"log_N": 0.5, "log_n": 0.8}  # synthetic_cube's planted alpha and beta
@@ -73,30 +74,46 @@ def test_ols_is_biased_under_a_floor_and_the_robust_law_corrects_it(floored):
         assert robust.ci_low <= truth <= robust.ci_high
 
 
-def test_bootstrap_intervals_cover_the_truth_at_their_nominal_rate():
-    # >= 200 synthetic repetitions; a small bootstrap each, so that it runs in make test.
+COVERAGE_CASES = {  # a fast version of benchmarks/fit.py --coverage (see RESULTS.md)
+    "5 seeds, seed shift": lambda rep: observations(
+        synthetic_cube(floor=0.05, noise=0.1, rng_seed=1000 + rep)
+    )[0],
+    "10 seeds, seed effect along n": lambda rep: observations(
+        synthetic_cube(floor=0.05, noise=0.1, seeds=10, seed_slope=0.1, rng_seed=1000 + rep)
+    )[0],
+    "unreplicated irregular table": lambda rep: table_observations(
+        planted_table(rng_seed=1000 + rep), "params", "samples", "loss"
+    )[0],
+}
+
+
+@pytest.mark.parametrize("case", COVERAGE_CASES)
+def test_bootstrap_intervals_cover_the_truth_near_their_nominal_rate(case):
+    # 100 planted replays, 40 resamples each (so that it runs in make test): a zero-width
+    # or a far too wide interval fails; the measured coverage is in benchmarks/RESULTS.md.
     settings = fit.fit_settings(validate_study({"study": "x"}), {"refine": 1})
     law = AdditiveLaw(TERMS)
-    hits, repetitions = np.zeros(2), 200
+    truth = np.array([0.05, 0.5, 0.8])  # E, alpha, beta
+    index = [law.names.index(name) for name in ("E", "alpha", "beta")]
+    hits, widths, repetitions = np.zeros(3), [], 100
     for rep in range(repetitions):
-        # nested-data noise: half of each model's noise variance is shared by its seed
-        obs, _ = observations(synthetic_cube(floor=0.05, noise=0.1, rng_seed=1000 + rep))
-        law_fit = fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=25)
-        low, high = law_fit.interval(law.split(law_fit.draws)[2], 0.95)
-        truth = np.array([TRUTH[t] for t in law.terms])
+        law_fit = fit_law(
+            COVERAGE_CASES[case](rep), law, settings, numpy_rng(rep, "coverage"), resamples=40
+        )
+        low, high = law_fit.interval(law_fit.draws[:, index], 0.95)
         hits += (low <= truth) & (truth <= high)
+        widths.append(high - low)
     coverage = hits / repetitions
-    print(f"coverage of nominal 95% intervals (alpha, beta): {coverage}")
-    assert ((coverage >= 0.90) & (coverage <= 0.98)).all(), coverage
+    print(f"{case}: coverage of nominal 95% intervals (E, alpha, beta): {coverage}")
+    assert ((coverage >= 0.80) & (coverage <= 0.995)).all(), coverage
+    assert (np.min(widths, axis=0) > 0).all()
 
 
-def test_the_pre_floor_rule_excludes_floor_dominated_models_from_ols_only():
+def test_ols_fits_every_model_and_says_it_is_a_local_slope():
     fits = fit.fit(synthetic_cube(floor=0.2), FAST)
-    excluded = tables.table(fits, "excluded")
-    assert len(excluded) > 0
-    assert set(excluded.fits) == {"OLS"} and excluded.reason.str.contains("floor").all()
-    assert _row(fits, "joint", "log_n").n_obs == 100 - len(excluded)
-    assert _row(fits, "robust", "log_n").n_obs == 100
+    assert tables.table(fits, "excluded").empty  # no model is chosen by the fitted response
+    row = _row(fits, "joint", "log_n")
+    assert row.n_obs == 100 and "local slope" in row.method
 
 
 def test_aic_and_bic_prefer_the_planted_law(floored):
@@ -270,3 +287,116 @@ def test_fit_confidence_governs_every_interval_and_header(tmp_path):
     for law in ("data", "model", "joint"):
         assert (widths[0.9][law] / widths[0.95][law]).to_numpy() == pytest.approx(ratio)
     assert (widths[0.9]["robust"] < widths[0.95]["robust"]).all()  # percentile bootstrap
+
+
+# ------------------------------------------------------------ identifiability and tables
+def test_an_exponent_at_its_cap_is_censored_and_gets_no_verdict(tmp_path):
+    # N hardly matters (alpha 6: 3 N^-6 < 1e-12 on the grid): its exponent is not identified.
+    cube.write(synthetic_cube(alpha=6.0), tmp_path / "cube.nc")
+    fits = fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", FAST)
+    row = _row(fits, "robust", "log_N")
+    assert row.identified == "no" and row.censored in ("upper", "both")
+    assert row.verdict == "not identified: no verdict"
+    assert row.share_at_high > 0.025 or row.exponent == pytest.approx(row.bound_high)
+    assert _row(fits, "robust", "log_n").identified == "yes"
+    text = (tmp_path / "fit.md").read_text()
+    assert "upper end at the bound 10" in text or "both ends at bounds" in text
+    backtest = tables.table(fits, "backtest").query("method == 'robust'")
+    assert set(backtest.identified) == {"no"}
+    assert set(tables.table(fits, "allocation").identified) == {"no"}
+
+
+def test_one_seed_gets_residual_intervals_of_nonzero_width():
+    # Resampling seeds within points resamples nothing with one model per point.
+    rows = tables.table(fit.fit(synthetic_cube(seeds=1), FAST), "row").query("law == 'robust'")
+    assert (rows.ci_high > rows.ci_low).all()
+    assert rows.method.str.contains("residuals redrawn").all()
+    assert rows.method.str.contains("scale .* from residuals").all()
+
+
+def test_a_scheme_that_cannot_apply_gives_no_interval_and_says_why(tmp_path):
+    cube.write(synthetic_cube(seeds=1), tmp_path / "cube.nc")
+    settings = {**FAST, "bootstrap_scheme": "within_point"}
+    fits = fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", settings)
+    row = _row(fits, "robust", "log_n")
+    assert np.isnan(row.ci_low) and np.isnan(row.ci_high) and row.identified == "no"
+    assert "redraws nothing" in row.no_interval and "no interval" in row.method
+    assert "(no interval)" in (tmp_path / "fit.md").read_text()
+
+
+def test_the_huber_scale_can_be_set():
+    row = _row(fit.fit(synthetic_cube(), {**FAST, "huber_delta": 0.05}), "robust", "log_n")
+    assert "Huber (scale 0.05 from fit.huber_delta)" in row.method
+
+
+def test_the_seed_bootstrap_redraws_whole_seeds():
+    from opscale.scaling import bootstrap
+
+    obs, _ = observations(synthetic_cube(seeds=4))
+    for rows, y in bootstrap.seed_resamples(obs, None, 5, 20, numpy_rng(0, "t")):
+        drawn = obs.iloc[rows]
+        assert len(rows) == len(obs)  # every seed brings all its 20 models
+        assert (drawn.groupby("seed").size() % 20 == 0).all()
+        assert np.array_equal(y, drawn["log_err"].to_numpy())
+
+
+def test_the_local_slope_is_the_planted_law_s_and_below_the_exponent(floored):
+    # Known answer: -d log err / d log x of the planted law, averaged over the grid.
+    obs, _ = observations(synthetic_cube(floor=0.05, rng_seed=1))
+    N, n = np.exp(obs["log_N"]), np.exp(obs["log_n"])
+    terms = {"log_N": 3 * N**-0.5, "log_n": 2 * n**-0.8}
+    total = 0.05 + terms["log_N"] + terms["log_n"]
+    slopes = tables.table(floored, "slope").set_index("term")
+    for term, value in terms.items():
+        truth = float((TRUTH[term] * value / total).mean())
+        row = slopes.loc[term]
+        assert row.local_slope == pytest.approx(truth, abs=0.05)
+        assert row.local_low <= row.local_slope <= row.local_high
+        assert row.local_slope < row.exponent
+        assert row.spread_low <= row.local_slope + 0.05 and row.spread_laws == 5
+
+
+def test_the_comparison_says_when_laws_are_indistinguishable(floored):
+    rows = tables.table(floored, "comparison")
+    for r in rows.itertuples():
+        expected = (
+            "best" if r.delta_aic == 0 else "indistinguishable" if r.delta_aic < 2 else "worse"
+        )
+        assert r.evidence == expected
+    from opscale.scaling.laws import AdditiveLaw as Law
+
+    assert np.isinf(Law(TERMS, "logarithmic").bounds(np.ones(3))[1][-1])  # no cap of 10
+
+
+def test_a_long_format_table_is_fitted_like_a_cube(tmp_path):
+    # three planted tables: each parameter inside its (non-zero width) interval in >= 2
+    # (a single 95% interval misses 1 time in 20; coverage: benchmarks/RESULTS.md)
+    truth = {"alpha": 0.5, "beta": 0.8, "E": 0.05}
+    covered = dict.fromkeys(truth, 0)
+    for rng_seed in range(3):
+        frame = planted_table(rows=240, rng_seed=rng_seed)
+        fits = fit.fit_table(frame, size="params", data="samples", error="loss", **FAST)
+        params = tables.table(fits, "parameter").query("law == 'robust'").set_index("name")
+        for name, value in truth.items():
+            covered[name] += int(params.loc[name, "ci_low"] < value < params.loc[name, "ci_high"])
+    assert min(covered.values()) >= 2, covered
+    frame.loc[5, "loss"] = np.nan
+    frame.loc[6, "loss"] = -1.0
+    frame = pd.concat([frame, frame.iloc[[10]]], ignore_index=True)  # a repeated run
+    fits = fit.fit_table(frame, size="params", data="samples", error="loss", **FAST)
+    excluded = tables.table(fits, "excluded")
+    assert len(excluded) == 2 and excluded.reason.str.contains("not finite and positive").all()
+    assert tables.table(fits, "note").reason.str.contains("2 runs share").any()
+    fit.write_fit(fits, tmp_path / "fit.nc", tmp_path / "fit.md")
+    csv = pd.read_csv(tmp_path / "exponents.csv")
+    assert list(csv.columns) == tables.EXPONENT_COLUMNS
+    assert {"E", "A", "alpha", "B", "beta"} <= set(csv.query("law == 'robust'").parameter)
+    assert "log(loss)" in (tmp_path / "fit.md").read_text()
+
+
+def test_a_study_fit_writes_its_exponents_csv(tmp_path):
+    cube.write(synthetic_cube(), tmp_path / "cube.nc")
+    fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", FAST)
+    csv = pd.read_csv(tmp_path / "exponents.csv")
+    assert set(csv.law) == {"robust", "flops", "data", "model", "joint"}
+    assert set(csv.identified) <= {"yes", "no"} and csv.method.notna().all()

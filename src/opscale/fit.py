@@ -16,24 +16,36 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
 from opscale import analyses, theory
 from opscale import cube as cubes
+from opscale.config import section_defaults
 from opscale.markdown import markdown
-from opscale.scaling import allocation, backtest, comparison, ols, robust
-from opscale.scaling.observations import excluded_models, groups, observations, varying_terms
+from opscale.scaling import allocation, backtest, comparison, ols, robust, slopes
+from opscale.scaling.observations import (
+    excluded_models,
+    groups,
+    observations,
+    table_groups,
+    table_observations,
+    varying_terms,
+)
 from opscale.scaling.report import Report
-from opscale.tables import EXPONENTS, tables_dataset
+from opscale.tables import EXPONENTS, EXPONENTS_FILE, exponents, tables_dataset
 
 THEORY_AXIS = {"log_N": "model", "log_n": "data"}  # term -> the theory's axis
 
 
 def fit_settings(config: dict, overrides: dict | None = None) -> dict:
-    """The study's ``fit:`` settings (resolved at parse time), then `overrides`."""
-    settings = dict(config["fit"])
+    """The study's ``fit:`` settings (resolved at parse time), then `overrides`.
+
+    A setting the config lacks (a cube made before it existed) takes the schema's default.
+    """
+    settings = {**section_defaults("fit"), **config.get("fit", {})}
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = set(overrides) - set(settings)
     if unknown:
@@ -42,7 +54,12 @@ def fit_settings(config: dict, overrides: dict | None = None) -> dict:
 
 
 def fit_cube(
-    cube_path, fit_path, table_path, settings: dict | None = None, workers: int = 1
+    cube_path,
+    fit_path,
+    table_path,
+    settings: dict | None = None,
+    workers: int = 1,
+    exponents_path=None,
 ) -> xr.Dataset:
     """Fit a cube file; write fit.nc and the Markdown report fit.md.
 
@@ -54,12 +71,20 @@ def fit_cube(
         Overrides of the study's ``fit:`` settings (e.g. ``{"bootstrap": 200}``).
     workers : int
         Processes fitting groups in parallel (the result does not depend on it).
+    exponents_path : path-like, optional
+        The tidy ``exponents.csv`` (default: beside fit.nc).
     """
     fits = fit(cubes.read(cube_path), settings, workers)
-    cubes.write(fits, fit_path)
-    with open(table_path, "w") as fh:
-        fh.write(markdown(fits))
+    write_fit(fits, fit_path, table_path, exponents_path)
     return fits
+
+
+def write_fit(fits: xr.Dataset, fit_path, table_path, exponents_path=None) -> None:
+    """fit.nc, fit.md and exponents.csv (default: beside fit.nc) of a fit dataset."""
+    cubes.write(fits, fit_path)
+    Path(table_path).write_text(markdown(fits))
+    exponents_path = exponents_path or Path(fit_path).with_name(EXPONENTS_FILE)
+    exponents(fits).to_csv(exponents_path, index=False)
 
 
 def fit(cube: xr.Dataset, settings: dict | None = None, workers: int = 1) -> xr.Dataset:
@@ -77,12 +102,61 @@ def fit(cube: xr.Dataset, settings: dict | None = None, workers: int = 1) -> xr.
         (frame, label, theory.group_config(config, paths), settings)
         for label, frame, paths in groups(obs, cube)
     ]
-    for group_report in _map(_fit_one_group, tasks if settings["scaling"] else [], workers):
-        report.merge(group_report)
+    _fit_groups(report, tasks if settings["scaling"] else [], workers)
     for name in settings["analyses"]:
         for table_name, frame in analyses.load(name).analyse(cube, settings).items():
             report.add(f"{name}_{table_name}", frame.to_dict("records"))
-    return _dataset(report, cube, excluded, settings)
+    ds = _dataset(report, settings, cube.attrs["config"], cube.attrs.get("axes", "{}"), excluded)
+    for law, grid in _fitted_grids(report.fitted, cube):
+        ds[f"fitted_{law}"] = grid.assign_attrs(
+            long_name=f"{settings['response']} predicted by the {law} law", units="1"
+        )
+    return ds
+
+
+def fit_table(
+    frame: pd.DataFrame,
+    size: str,
+    data: str,
+    error: str,
+    seed: str | None = None,
+    groups: tuple[str, ...] = (),
+    workers: int = 1,
+    name: str = "table",
+    **settings,
+) -> xr.Dataset:
+    """Every fit of a long-format table of runs, as ``fit`` gives for a cube.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per run; any number of runs per (size, data) pair, irregular pairs.
+    size, data, error : str
+        Columns of the model size N, the data size n and the error (any positive error,
+        e.g. a loss with an irreducible part: the law's floor E takes it).
+    seed : str, optional
+        Column of the seed (runs of one seed are one cluster); none: independent runs.
+    groups : tuple of str
+        Columns fitted apart (one law per combination of their values).
+    **settings
+        ``fit:`` settings (e.g. ``bootstrap=200``); the schema's defaults otherwise.
+    """
+    settings = fit_settings({}, settings)
+    obs, excluded, notes = table_observations(frame, size, data, error, seed, groups)
+    report = Report()
+    report.add("excluded", excluded)
+    report.add("note", notes)
+    tasks = [(rows, label, None, settings) for label, rows, _ in table_groups(obs, groups)]
+    _fit_groups(report, tasks, workers)
+    source = {"size": size, "data": data, "error": error, "seed": seed, "groups": list(groups)}
+    config = json.dumps({"study": name, "table": source})
+    counts = {"not finite and positive": len(excluded)}
+    return _dataset(report, settings, config, "{}", counts, response=f"log({error})")
+
+
+def _fit_groups(report: Report, tasks: list, workers: int) -> None:
+    for group_report in _map(_fit_one_group, tasks, workers):
+        report.merge(group_report)
 
 
 def _fit_one_group(task: tuple) -> Report:
@@ -106,8 +180,9 @@ def fit_group(frame, group: str, config: dict, settings: dict, report: Report) -
         report.note(group, "all fits", "neither N nor n varies: nothing to fit")
         return
     law_fit = robust.fit_robust(frame, group, settings, report)
-    ols.ols_fits(frame, group, law_fit, settings, report)
+    ols.ols_fits(frame, group, settings, report)
     report.add("comparison", comparison.comparison_rows(frame, group, settings, report))
+    report.add("slope", slopes.slope_rows(frame, group, law_fit, settings, report))
     report.add("backtest", backtest.backtest_rows(frame, group, settings, report))
     report.add("allocation", allocation.allocation_rows(frame, group, law_fit, settings, report))
     _attach_theory(report, group, config)
@@ -115,12 +190,10 @@ def fit_group(frame, group: str, config: dict, settings: dict, report: Report) -
 
 def _attach_theory(report: Report, group: str, config: dict) -> None:
     """Add the theory's exponent and the verdict to the group's exponent rows."""
-    try:
-        params = theory.study_parameters(config)
-        by_axis = {p.axis: p for p in theory.predictions(config)}
-    except (ValueError, KeyError) as error:  # a cube whose config no longer resolves
-        report.note(group, "theory", f"no prediction: the problem does not resolve ({error})")
+    if config is None:  # a table states no theory
         params, by_axis = {"b": None, "d2": math.nan}, {}
+    else:
+        params, by_axis = _predictions(report, group, config)
     for row in report.tables.get(EXPONENTS, []):
         if row["group"] != group or "verdict" in row:
             continue
@@ -131,26 +204,40 @@ def _attach_theory(report: Report, group: str, config: dict) -> None:
             theory=prediction.theory if prediction else "",
             theory_exponent=prediction.exponent if prediction else math.nan,
             theory_formula=prediction.formula if prediction else "no prediction",
-            verdict=theory.verdict(row["ci_low"], row["ci_high"], prediction.exponent)
-            if prediction
-            else "no prediction",
+            verdict=_verdict(row, prediction),
         )
 
 
-def _dataset(report: Report, cube: xr.Dataset, excluded: dict, settings: dict) -> xr.Dataset:
-    """fit.nc: every table, the fitted errors of every law on the grid, provenance."""
+def _predictions(report: Report, group: str, config: dict):
+    """The study's parameters (b, d2) and its predictions by axis (none if unresolved)."""
+    try:
+        params = theory.study_parameters(config)
+        by_axis = {p.axis: p for p in theory.predictions(config)}
+    except (ValueError, KeyError) as error:  # a cube whose config no longer resolves
+        report.note(group, "theory", f"no prediction: the problem does not resolve ({error})")
+        params, by_axis = {"b": None, "d2": math.nan}, {}
+    return params, by_axis
+
+
+def _verdict(row: dict, prediction) -> str:
+    """The theory's verdict on an exponent row; none for an unidentified exponent."""
+    if prediction is None:
+        return "no prediction"
+    if row.get("identified") == "no":
+        return "not identified: no verdict"
+    return theory.verdict(row["ci_low"], row["ci_high"], prediction.exponent)
+
+
+def _dataset(report: Report, settings: dict, config: str, axes: str, excluded: dict, response=None):
+    """fit.nc: every table and its provenance (the config and axes as JSON text)."""
     ds = tables_dataset(report.tables)
-    for law, grid in _fitted_grids(report.fitted, cube):
-        ds[f"fitted_{law}"] = grid.assign_attrs(
-            long_name=f"{settings['response']} predicted by the {law} law", units="1"
-        )
     ds.attrs.update(
-        config=cube.attrs["config"],
-        axes=cube.attrs.get("axes", "{}"),
+        config=config,
+        axes=axes,
         excluded=json.dumps(excluded),
         confidence=settings["confidence"],
         settings=json.dumps(settings, sort_keys=True),
-        response=f"log({settings['response']}), unsquared relative L2 error",
+        response=response or f"log({settings['response']}), unsquared relative L2 error",
     )
     return ds
 

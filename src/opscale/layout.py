@@ -9,6 +9,7 @@ A study's folder, relative to the working directory of the Snakemake run
         checkpoints/<point_id>.pt      a training job's last checkpoint (resume after a kill)
         cube.nc                        the study cube (rule collect)
         fit.nc, fit.md                 fitted exponents, as NetCDF and as a table (rule fit)
+        exponents.csv                  every law's parameters, one tidy row each (rule fit)
         figures/<name>.png             the figures of the report (rule figures)
         logs/<rule>.log                the log of a one-job rule (collect, fit, figures)
         logs/<rule>/<wildcard>.log     the log of each job of a rule (data, train)
@@ -87,6 +88,11 @@ class StudyLayout:
     def fit_table(self) -> str:
         """The fit as Markdown tables."""
         return f"{self.study_dir}/fit.md"
+
+    @property
+    def exponents(self) -> str:
+        """The tidy table of every fitted law's parameters (CSV)."""
+        return f"{self.study_dir}/exponents.csv"
 
     def figure(self, name: str) -> str:
         """The figure `name` (a PNG)."""

@@ -17,7 +17,7 @@ import xarray as xr
 from opscale import analyses, tables
 from opscale import cube as cubes
 from opscale.scaling.observations import TERM_AXIS
-from opscale.tables import confidence_label, headline, markdown_table, table
+from opscale.tables import confidence_label, headline, interval_cell, markdown_table, table
 
 
 def markdown(fits: xr.Dataset) -> str:
@@ -38,6 +38,7 @@ def _scaling_sections(fits: xr.Dataset, config: dict) -> list[str]:
         f"Response: {fits.attrs.get('response', '')}. Exponents: err ~ x^-exponent; the "
         "data-axis bounds of the squared error are halved for it (see opscale.theory).\n",
         _theory_table(fits, config),
+        _slope_table(fits),
         _estimates_table(fits),
         _parameters_table(fits),
         _comparison_table(fits),
@@ -55,7 +56,7 @@ def _theory_table(fits, config) -> str:
         [
             config.get("study", "?") + ("" if r.group == "all" else f" ({r.group})"),
             TERM_AXIS[r.term],
-            f"{r.exponent:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
+            interval_cell(r),
             _theory_cell(r),
             r.verdict,
             r.law,
@@ -70,7 +71,46 @@ def _theory_table(fits, config) -> str:
         "verdict",
         "law",
     ]
-    return "## Measured vs theory\n\n" + markdown_table(header, body)
+    return "## Measured vs theory\n\n" + _headline_line(rows) + markdown_table(header, body)
+
+
+def _headline_line(rows) -> str:
+    """One line: which quantity the headline shows, and why."""
+    if "robust" in set(rows["law"]):
+        return (
+            "Shown: the asymptotic exponent of the robust additive law err = E + A N^-alpha "
+            "+ B n^-beta (Huber fit, bootstrap intervals), since the theory's rates are "
+            "asymptotic; a log-log plot of the data shows the local slope instead, flattened "
+            "by the floor and the other term (next section). An interval that reaches a "
+            "parameter's bound is censored and gets no verdict.\n\n"
+        )
+    return (
+        "Shown: log-log OLS slopes (the robust law could not be fitted; see the notes): "
+        "local slopes over the sampled range, not asymptotic exponents.\n\n"
+    )
+
+
+def _slope_table(fits) -> str:
+    level = confidence_label(fits)
+    header = ["group", "axis", f"asymptotic exponent [{level} CI]"]
+    header += [f"local slope, robust law [{level} CI]", f"local slope, joint OLS [{level} CI]"]
+    header += ["local slope across laws [min, max]"]
+    text = _section(fits, "slope", "Exponent and local slope", header, _slope_cells)
+    return text
+
+
+def _slope_cells(r) -> list:
+    exponent = interval_cell(r, "exponent", "exponent_low", "exponent_high")
+    if r.identified == "no" and np.isfinite(r.exponent):
+        exponent += " (not identified)"
+    return [
+        r.group,
+        TERM_AXIS[r.term],
+        exponent,
+        interval_cell(r, "local_slope", "local_low", "local_high"),
+        interval_cell(r, "ols_slope", "ols_low", "ols_high"),
+        f"[{r.spread_low:.3f}, {r.spread_high:.3f}] over {r.spread_laws} laws",
+    ]
 
 
 def _theory_cell(r) -> str:
@@ -106,7 +146,7 @@ def _estimate_cells(r) -> list:
         r.group,
         r.law,
         TERM_AXIS[r.term],
-        f"{r.exponent:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
+        interval_cell(r),
         r.n_obs,
         r.n_clusters,
         f"{r.r_squared:.3f}",
@@ -120,18 +160,23 @@ def _parameters_table(fits) -> str:
 
 
 def _parameter_cells(r) -> list:
-    return [r.group, r.law, r.name, f"{r.estimate:.4g} [{r.ci_low:.4g}, {r.ci_high:.4g}]"]
+    return [r.group, r.law, r.name, interval_cell(r, "estimate", fmt=".4g")]
 
 
 def _comparison_table(fits) -> str:
-    header = ["group", "law", "formula", "params", "AIC", "ΔAIC", "BIC", "ΔBIC"]
-    title = "Alternatives (AIC/BIC, lower is better)"
+    header = ["group", "law", "formula", "params", "AIC", "ΔAIC", "BIC", "ΔBIC", "evidence"]
+    header.append("at a bound")
+    title = (
+        "Alternatives (AIC/BIC, lower is better; every law fitted by least squares, "
+        "not the headline's Huber loss; |ΔAIC| < 2: indistinguishable)"
+    )
     return _section(fits, "comparison", title, header, _comparison_cells)
 
 
 def _comparison_cells(r) -> list:
     information = (r.aic, r.delta_aic, r.bic, r.delta_bic)
-    return [r.group, r.law, r.formula, r.params, *(f"{v:.1f}" for v in information)]
+    cells = [r.group, r.law, r.formula, r.params, *(f"{v:.1f}" for v in information)]
+    return [*cells, r.evidence, r.at_bound or "none"]
 
 
 def _backtest_table(fits) -> str:
@@ -145,7 +190,7 @@ def _backtest_cells(r) -> list:
     return [
         r.group,
         r.held_out,
-        r.method,
+        r.method + ("" if r.identified == "yes" else " (law not identified)"),
         f"{r.N:,}",
         f"{r.n:,}",
         f"{r.measured:.4g}",
@@ -196,7 +241,7 @@ def _allocation_cells(r) -> list:
         f"{r.N_opt:,.0f} [{r.N_low:,.0f}, {r.N_high:,.0f}]",
         f"{r.n_opt:,.0f} [{r.n_low:,.0f}, {r.n_high:,.0f}]",
         f"{r.err_opt:.4g} [{r.err_low:.4g}, {r.err_high:.4g}]",
-        r.extrapolated,
+        r.extrapolated + ("" if r.identified == "yes" else "; law not identified"),
         _measured_cell(r),
     ]
 

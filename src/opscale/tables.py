@@ -11,6 +11,7 @@ section of fit.md shows it (through tabulate).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,21 @@ import xarray as xr
 from tabulate import DataRow, TableFormat, tabulate
 
 EXPONENTS = "row"  # the table of exponent estimates, stored without a prefix
+EXPONENTS_FILE = "exponents.csv"  # the tidy table of every law's parameters, beside fit.nc
+EXPONENT_COLUMNS = ["group", "law", "parameter", "estimate", "ci_low", "ci_high"]
+EXPONENT_COLUMNS += ["identified", "method"]
+PARAMETER_OF_TERM = {"log_N": "alpha", "log_n": "beta"}
 # the fit's tables in the order fit.nc holds them, after the exponents
-TABLE_ORDER = ("parameter", "comparison", "backtest", "allocation", "curve", "excluded", "note")
+TABLE_ORDER = (
+    "parameter",
+    "slope",
+    "comparison",
+    "backtest",
+    "allocation",
+    "curve",
+    "excluded",
+    "note",
+)
 # GitHub-flavoured Markdown, one space around each cell, no column padding
 _MARKDOWN = TableFormat(
     lineabove=None,
@@ -91,3 +105,65 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
         disable_numparse=True,
     )
     return text + "\n"
+
+
+def interval_cell(
+    row, value: str = "exponent", low: str = "ci_low", high: str = "ci_high", fmt: str = ".3f"
+) -> str:
+    """An estimate with its interval as fit.md prints it, censored ends said in words.
+
+    ``0.542 [0.236, 1.501]``; ``6.781 [> 0.165; upper end at the bound 10]`` when the
+    upper end is censored (``row.censored``); ``0.018 (no interval)`` without one.
+    """
+    estimate, lo, hi = (getattr(row, name) for name in (value, low, high))
+    censored = getattr(row, "censored", "") or ""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{estimate:{fmt}} (no interval)"
+    if censored == "upper":
+        return f"{estimate:{fmt}} [> {lo:{fmt}}; upper end at the bound {row.bound_high:g}]"
+    if censored == "lower":
+        return f"{estimate:{fmt}} [< {hi:{fmt}}; lower end at the bound {row.bound_low:g}]"
+    if censored == "both":
+        return f"{estimate:{fmt}} (both ends at bounds: not identified)"
+    return f"{estimate:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def exponents(fits: xr.Dataset) -> pd.DataFrame:
+    """exponents.csv: one row per parameter of every fitted law (robust, OLS, FLOPs).
+
+    Columns ``group, law, parameter, estimate, ci_low, ci_high, identified, method``; an
+    interval without a meaning (none, or censored) is still given, with ``identified: no``.
+    """
+    parameters = table(fits, "parameter")
+    ols = table(fits, EXPONENTS)
+    if not ols.empty:
+        ols = ols[ols["law"] != "robust"].assign(
+            parameter=ols["term"].map(PARAMETER_OF_TERM), estimate=ols["exponent"]
+        )
+    if not parameters.empty:
+        parameters = parameters.rename(columns={"name": "parameter"})
+        flops = parameters["law"] == "flops"
+        parameters.loc[flops, "method"] = "OLS of log FLOPs on log N and log n"
+    frame = pd.concat([parameters, ols], ignore_index=True)
+    if frame.empty:
+        return pd.DataFrame(columns=EXPONENT_COLUMNS)
+    frame["identified"] = frame.get("identified", pd.Series(index=frame.index)).replace("", np.nan)
+    frame["identified"] = frame["identified"].fillna("yes")
+    return frame[EXPONENT_COLUMNS]
+
+
+READERS = {  # file suffix -> reader of a long-format table
+    ".csv": pd.read_csv,
+    ".tsv": lambda path: pd.read_csv(path, sep="\t"),
+    ".parquet": pd.read_parquet,
+    ".pq": pd.read_parquet,
+    ".nc": lambda path: xr.open_dataset(path).to_dataframe().reset_index(),
+}
+
+
+def read_runs(path) -> pd.DataFrame:
+    """A long-format table of runs from CSV, TSV, Parquet or NetCDF (by suffix)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in READERS:
+        raise ValueError(f"unknown table format {suffix!r}; readable: {', '.join(READERS)}")
+    return READERS[suffix](path)

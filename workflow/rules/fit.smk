@@ -8,6 +8,7 @@ rule fit:
             caption="../report/fit.rst",
             category="Fits",
         ),
+        exponents=LAYOUT.exponents,
     log:
         LAYOUT.log("fit"),
     benchmark:
@@ -20,7 +21,7 @@ rule fit:
         mem_mb=4000,
         runtime=30,
     params:
-        # the fit: settings (bootstrap, floor rule, ...): changing them refits only
+        # the fit: settings (bootstrap, scheme, ...): changing them refits only
         settings=config.get("fit", {}),
     script:
         "../scripts/fit.py"

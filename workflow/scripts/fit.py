@@ -10,4 +10,5 @@ with job(snakemake):
         snakemake.output.table,
         dict(snakemake.params.settings),
         workers=snakemake.threads,
+        exponents_path=snakemake.output.exponents,
     )

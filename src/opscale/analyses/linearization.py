@@ -30,7 +30,7 @@ from scipy import stats
 
 from opscale import cube as cubes
 from opscale.scaling.observations import DATA_AXIS, TERM_AXIS, grouping_axes
-from opscale.tables import confidence_label, headline, markdown_table, table
+from opscale.tables import confidence_label, headline, interval_cell, markdown_table, table
 
 NAME = "linearization"
 LINEARIZED = "model.linearized"
@@ -273,9 +273,7 @@ def exponent_rows(fits) -> pd.DataFrame:
     head = headline(rows)
     parsed = head["group"].map(_split_group)
     head = head.assign(task=[t for t, _ in parsed], linearized=[f for _, f in parsed])
-    cell = head.apply(
-        lambda r: f"{r.exponent:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] ({r.law})", axis=1
-    )
+    cell = [f"{interval_cell(r)} ({r.law})" for r in head.itertuples()]
     wide = head.assign(cell=cell).pivot_table(
         index=["task", "term"], columns="linearized", values="cell", aggfunc="first", sort=False
     )

@@ -9,6 +9,7 @@ import statsmodels.formula.api as smf
 
 from opscale.scaling.fitting import LawFit
 from opscale.scaling.laws import AdditiveLaw
+from opscale.scaling.robust import intervals, law_identified
 
 BUDGETS = 8
 
@@ -29,19 +30,21 @@ def allocation_rows(frame, group, robust: LawFit | None, settings, report) -> li
     report.add("parameter", _flops_parameters(flops, group, settings))
     budgets = np.geomspace(frame["train_flops"].min(), 10 * frame["train_flops"].max(), BUDGETS)
     best = optimal_allocation(robust.law, robust.theta[None], flops.params, budgets)
-    draws = robust.draws if len(robust.draws) else robust.theta[None]
-    low, high = robust.interval(
-        optimal_allocation(robust.law, draws, flops.params, budgets), settings["confidence"]
-    )
+    draws = optimal_allocation(robust.law, robust.draws, flops.params, budgets)
+    low, high = intervals(robust, draws, settings["confidence"])
+    identified = law_identified(robust)
     return [
-        _allocation_row(frame, group, budget, best[0, i], low[i], high[i])
+        {
+            **_allocation_row(frame, group, budget, best[0, i], low[i], high[i]),
+            "identified": identified,
+        }
         for i, budget in enumerate(budgets)
     ]
 
 
 def _allocation_reason(frame, robust) -> str | None:
     if "train_flops" not in frame or not (frame["train_flops"] > 0).all():
-        return "the cube has no training FLOP counts"
+        return "no training FLOP counts (train_flops)"
     if robust is None or len(robust.law.terms) < 2:
         return "needs the robust law in both N and n"
     return None

@@ -12,6 +12,7 @@ from opscale.scaling.fitting import fit_law, identifiable
 from opscale.scaling.laws import AdditiveLaw
 from opscale.scaling.observations import TERM_AXIS, varying_terms
 from opscale.scaling.report import Report
+from opscale.scaling.robust import law_identified
 
 
 def backtest_rows(frame, group: str, settings: dict, report: Report) -> list[dict]:
@@ -39,11 +40,14 @@ def _robust_interval(train, test, law, settings, rng) -> tuple[np.ndarray, ...]:
     """Prediction and prediction interval of log err (bootstrap draws + residuals)."""
     law_fit = fit_law(train, law, settings, rng, resamples=max(settings["backtest_bootstrap"], 1))
     X = law.design(test)
+    predicted = law.log_predict(law_fit.theta, X)
+    if not len(law_fit.draws):  # no interval (the reason is in the robust law's rows)
+        return predicted, predicted * np.nan, predicted * np.nan, "no"
     draws = law.log_predict(law_fit.draws, X)  # (resamples, models)
     inflation = math.sqrt(len(train) / max(len(train) - law.n_params, 1))
     noise = rng.choice(law_fit.residuals * inflation, size=draws.shape)
     low, high = law_fit.interval(draws + noise, settings["confidence"])
-    return law.log_predict(law_fit.theta, X), low, high
+    return predicted, low, high, law_identified(law_fit)
 
 
 def _ols_interval(train, test, settings) -> tuple[np.ndarray, ...]:
@@ -54,12 +58,13 @@ def _ols_interval(train, test, settings) -> tuple[np.ndarray, ...]:
         frame["mean"].to_numpy(),
         frame["obs_ci_lower"].to_numpy(),
         frame["obs_ci_upper"].to_numpy(),
+        "yes",
     )
 
 
 def _held_out(train, test, term, group, method, interval) -> list[dict]:
     """One row per held-out grid point: median measured vs predicted, models inside PI."""
-    predicted, low, high = interval
+    predicted, low, high, identified = interval
     test = test.assign(pred=predicted, low=low, high=high)
     test = test.assign(inside=(test["log_err"] >= test["low"]) & (test["log_err"] <= test["high"]))
     rows = []
@@ -80,6 +85,7 @@ def _held_out(train, test, term, group, method, interval) -> list[dict]:
                 "inside": int(point["inside"].sum()),
                 "models": len(point),
                 "train_models": len(train),
+                "identified": identified,
             }
         )
     return rows

@@ -9,7 +9,10 @@ import pandas as pd
 from scipy import optimize
 
 TERM_NAMES = {"log_N": ("A", "alpha"), "log_n": ("B", "beta")}
-START_EXPONENTS = (0.1, 0.3, 0.6, 1.0, 1.6)
+START_EXPONENTS = {  # per shape: (log x / log log x) varies slowly, so its exponents are larger
+    "power": (0.1, 0.3, 0.6, 1.0, 1.6),
+    "logarithmic": (0.5, 2.0, 5.0, 10.0, 20.0),
+}
 START_FLOORS = (0.0, 0.5, 0.9)  # times the smallest error
 MAX_EXPONENT = 10.0
 
@@ -63,6 +66,20 @@ class AdditiveLaw:
         floor, terms = self.components(theta, X)
         return np.log(floor + terms.sum(-1))
 
+    def local_slopes(self, theta, logs: np.ndarray) -> np.ndarray:
+        """-d log err / d log x_k at every model, shape (..., models, terms).
+
+        `logs` are log x_k (models, terms). The local log-log slope of a term is its
+        exponent times its share of the error (times d log g / d log x for the
+        logarithmic shape): a floor or another term flattens it below the exponent.
+        """
+        X = logs if self.shape == "power" else np.log(logs / np.log(logs))
+        floor, terms = self.components(theta, X)
+        share = terms / (floor + terms.sum(-1))[..., None]
+        _, _, expo = self.split(theta)
+        inner = 1.0 if self.shape == "power" else (1 - 1 / np.log(logs)) / logs
+        return expo[..., None, :] * share * inner
+
     def jacobian(self, theta, X) -> np.ndarray:
         """d log err / d theta, shape (models, p)."""
         floor, terms = self.components(theta, X)
@@ -74,8 +91,15 @@ class AdditiveLaw:
         return jac / (floor + terms.sum(-1))[:, None]
 
     def bounds(self, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of the parameters, shape (p,) each.
+
+        E in [0, largest error]; log A in [-50, 50]; a power exponent in [0, MAX_EXPONENT]
+        (past it a term is numerically zero over any sampled range), a logarithmic one in
+        [0, inf) (it needs no cap: (log x / log log x)^-a decays slowly for any a).
+        """
+        cap = MAX_EXPONENT if self.shape == "power" else np.inf
         low = [0.0] * self.floor + [-50.0, 0.0] * len(self.terms)
-        high = [float(err.max())] * self.floor + [50.0, MAX_EXPONENT] * len(self.terms)
+        high = [float(err.max())] * self.floor + [50.0, cap] * len(self.terms)
         return np.array(low), np.array(high)
 
     def starts(self, X: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -86,12 +110,11 @@ class AdditiveLaw:
         X, where = np.unique(X, axis=0, return_inverse=True)
         err = np.bincount(where.ravel(), err) / np.bincount(where.ravel())
         floors = [f * err.min() for f in START_FLOORS] if self.floor else [0.0]
-        grid = np.array(np.meshgrid(*[START_EXPONENTS] * len(self.terms))).reshape(
+        grid = np.array(np.meshgrid(*[START_EXPONENTS[self.shape]] * len(self.terms))).reshape(
             len(self.terms), -1
         )
         starts = [self._start(X, err, floor, e) for floor in floors for e in grid.T]
-        low, high = self.bounds(err)
-        return np.clip(np.array(starts), low, high)
+        return np.clip(np.array(starts), *self.bounds(err))
 
     def _start(self, X, err, floor, exponents) -> list[float]:
         basis = np.exp(-X * exponents)

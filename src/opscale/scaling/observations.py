@@ -95,3 +95,74 @@ def groups(obs: pd.DataFrame, cube: xr.Dataset):
 def varying_terms(frame: pd.DataFrame, minimum: int = 2) -> tuple[str, ...]:
     """The terms (log_N, log_n) with at least `minimum` distinct values in `frame`."""
     return tuple(t for t in TERMS if frame[t].nunique() >= minimum)
+
+
+# ------------------------------------------------------------------ long-format tables
+def table_observations(
+    frame: pd.DataFrame, size: str, data: str, error: str, seed=None, by=()
+) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """Observations of a long-format table: one row per run (model size, data size, error).
+
+    Irregular (N, n) pairs, any number of runs per pair and missing cells are fine. Rows
+    whose size, data size or error is not finite and positive are left out and named;
+    runs that appear twice (the same values in every column used) are named in the notes
+    and kept. Without a seed
+    column every run is its own seed (independent runs).
+
+    Returns
+    -------
+    obs : DataFrame
+        The columns of ``observations`` plus `by`.
+    excluded : list of dict
+        Rows of the ``excluded`` table (group, model, fits, reason).
+    notes : list of dict
+        Rows of the ``note`` table (group, step, reason).
+    """
+    missing = [c for c in (size, data, error, seed, *by) if c is not None and c not in frame]
+    if missing:
+        raise KeyError(f"no column {', '.join(map(repr, missing))}; columns: {list(frame)}")
+    df = frame[[c for c in (size, data, error, seed, *by) if c is not None]].copy()
+    df["seed"] = df[seed] if seed else np.arange(len(df))
+    df = df.assign(n_params=df[size], n=df[data], err=df[error])
+    df["label"] = cubes.group_labels(df, [*by, size, data, "seed"])
+    bad = _bad_rows(df, ("n_params", "n", "err"), (size, data, error))
+    excluded = [
+        {"group": "all", "model": df.at[i, "label"], "fits": "all", "reason": reason}
+        for i, reason in bad.items()
+    ]
+    notes = _duplicates(df, [c for c in (size, data, error, seed, *by) if c is not None])
+    df = df.drop(index=list(bad))
+    df["log_err"], df["log_n"] = np.log(df["err"].astype(float)), np.log(df["n"].astype(float))
+    df["log_N"] = np.log(df["n_params"].astype(float))
+    df["point"] = df.groupby([*by, "n_params", "n"], sort=False).ngroup()
+    return df.reset_index(drop=True), excluded, notes
+
+
+def _bad_rows(df: pd.DataFrame, columns, names) -> dict:
+    """Row index -> why it cannot be fitted (a value not finite and positive)."""
+    bad = {}
+    for column, name in zip(columns, names, strict=True):
+        values = pd.to_numeric(df[column], errors="coerce").to_numpy(float)
+        for i in df.index[~(np.isfinite(values) & (values > 0))]:
+            bad.setdefault(i, f"{name} = {df.at[i, column]!r} is not finite and positive")
+    return bad
+
+
+def _duplicates(df: pd.DataFrame, columns: list[str]) -> list[dict]:
+    """Notes naming the runs that appear more than once (the same values in `columns`)."""
+    notes = []
+    for key, rows in df[df.duplicated(columns, keep=False)].groupby(columns, sort=False):
+        shared = cubes.group_label(dict(zip(columns, key, strict=True)))
+        reason = f"{len(rows)} runs share {shared}; all kept, as separate runs"
+        notes.append({"group": "all", "step": "table", "reason": reason})
+    return notes
+
+
+def table_groups(obs: pd.DataFrame, by=()):
+    """Yield (label, observations, {}) for every group of a table (no config paths)."""
+    if not by:
+        yield cubes.ALL_GROUP, obs, {}
+        return
+    for key, frame in obs.groupby(list(by), sort=False):
+        values = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+        yield cubes.group_label(values), frame, {}

@@ -1,4 +1,4 @@
-"""Log-log OLS laws (statsmodels) on the pre-floor region, cluster-robust by seed."""
+"""Log-log OLS laws (statsmodels): local slopes over the sampled range, cluster-robust by seed."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 
-from opscale.scaling.fitting import LawFit
 from opscale.scaling.observations import varying_terms
 from opscale.scaling.report import Report
-from opscale.scaling.robust import fitted_values
 
 LAWS = {  # OLS laws, name: (regressors whose exponents are reported, fixed effect)
     "data": (["log_n"], "log_N"),
@@ -18,35 +16,22 @@ LAWS = {  # OLS laws, name: (regressors whose exponents are reported, fixed effe
 }
 
 
-def ols_fits(frame, group: str, robust: LawFit | None, settings: dict, report: Report):
-    """The OLS laws on the pre-floor region (see module doc); rows and fitted values."""
-    kept, rule = pre_floor(frame, robust, settings, group, report)
-    for law in applicable_laws(kept):
-        result = ols(kept, law)
-        rows = estimates(result, law, {"group": group}, kept, settings["confidence"])
-        report.add("row", [{**r, "method": f"{r['method']}; {rule}"} for r in rows])
-        report.fitted.append(frame.assign(law=law, fitted=_ols_predict(result, kept, frame, law)))
+def ols_fits(frame, group: str, settings: dict, report: Report):
+    """The OLS laws on every model of the group: rows and fitted values.
 
-
-def pre_floor(frame, robust: LawFit | None, settings: dict, group: str, report: Report):
-    """Models in the pre-floor region (robust prediction >= floor_factor x floor)."""
-    if robust is None or not robust.law.floor:
-        return frame, "pre-floor rule not applied (no robust fit)"
-    factor = settings["floor_factor"]
-    floor = float(robust.law.split(robust.theta)[0])
-    inside = fitted_values(robust, frame) >= factor * floor
-    kept = frame[inside]
-    if len(varying_terms(kept)) < len(varying_terms(frame)):
-        return frame, f"all models (the pre-floor region, err >= {factor:g} E, is too small)"
-    reason = f"floor region: predicted err < {factor:g} x fitted floor E = {floor:.3g}"
-    report.add(
-        "excluded",
-        [
-            {"group": group, "model": model, "fits": "OLS", "reason": reason}
-            for model in frame.loc[~inside, "label"]
-        ],
-    )
-    return kept, f"pre-floor region: {int(inside.sum())} of {len(frame)} models"
+    A log-log OLS slope is the average local slope over the sampled range, not the
+    asymptotic exponent of a law with a floor or a second term (it is biased towards
+    zero by them): it is reported as what a log-log plot of the data shows. No subset is
+    chosen from a fitted response (an earlier pre-floor rule did, and its intervals
+    ignored that selection).
+    """
+    for law in applicable_laws(frame):
+        result = ols(frame, law)
+        rows = estimates(result, law, {"group": group}, frame, settings["confidence"])
+        report.add(
+            "row", [{**r, "method": f"{r['method']}; local slope, every model"} for r in rows]
+        )
+        report.fitted.append(frame.assign(law=law, fitted=_ols_predict(result, frame, frame, law)))
 
 
 def applicable_laws(group: pd.DataFrame) -> list[str]:
@@ -93,6 +78,8 @@ def estimates(result, law: str, labels: dict, group: pd.DataFrame, confidence: f
             "std_err": result.bse[term],
             "ci_low": -ci.loc[term, 1],
             "ci_high": -ci.loc[term, 0],
+            "identified": "yes",  # a linear model has no bound to reach
+            "censored": "",
             "n_obs": int(result.nobs),
             "n_clusters": group["seed"].nunique(),
             "r_squared": result.rsquared,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from opscale.rng import numpy_rng
+from opscale.scaling.bootstrap import DESCRIPTIONS
 from opscale.scaling.fitting import LawFit, fit_law, identifiable
 from opscale.scaling.laws import AdditiveLaw
 from opscale.scaling.observations import varying_terms
@@ -36,16 +37,12 @@ def fitted_values(law_fit: LawFit, frame) -> np.ndarray:
 
 
 def robust_rows(law_fit: LawFit, frame, group: str, settings: dict) -> list[dict]:
-    """Exponent rows of the robust law (bootstrap percentile intervals)."""
-    law, conf = law_fit.law, settings["confidence"]
-    _, _, expo = law.split(law_fit.draws if len(law_fit.draws) else law_fit.theta[None])
-    low, high = law_fit.interval(expo, conf)
-    y = frame["log_err"].to_numpy()
-    method = (
-        f"Huber (scale {law_fit.scale:.3g}) on log err, best of {law_fit.starts} starts; "
-        f"{len(law_fit.draws)} bootstrap resamples of seeds within grid points"
-    )
+    """Exponent rows of the robust law: bootstrap percentile intervals, censoring marked."""
+    law = law_fit.law
     _, _, estimate = law.split(law_fit.theta)
+    low, high = intervals(law_fit, law.split(law_fit.draws)[2], settings["confidence"])
+    y, first = frame["log_err"].to_numpy(), int(law.floor)
+    expo = law.split(law_fit.draws)[2]
     return [
         {
             "group": group,
@@ -55,13 +52,54 @@ def robust_rows(law_fit: LawFit, frame, group: str, settings: dict) -> list[dict
             "std_err": float(expo[:, k].std(ddof=1)) if len(expo) > 1 else math.nan,
             "ci_low": float(low[k]),
             "ci_high": float(high[k]),
+            **bound_columns(law_fit, first + 2 * k + 1),
             "n_obs": len(frame),
             "n_clusters": frame["seed"].nunique(),
             "r_squared": 1 - float(law_fit.residuals @ law_fit.residuals) / _tss(y),
-            "method": method,
+            "method": method(law_fit),
         }
         for k, term in enumerate(law.terms)
     ]
+
+
+def intervals(law_fit: LawFit, values: np.ndarray, confidence: float):
+    """Percentile interval of `values` (draws, ...) over the draws; NaN without draws."""
+    if not len(law_fit.draws):
+        nan = np.full(values.shape[1:], math.nan)
+        return nan, nan
+    return law_fit.interval(values, confidence)
+
+
+def bound_columns(law_fit: LawFit, index: int) -> dict:
+    """Identified or not, which end is censored, and the draws' shares at the bounds."""
+    share_low, share_high = law_fit.bound_shares()
+    censored = law_fit.censoring()[index]
+    return {
+        "identified": "no" if censored or law_fit.no_interval else "yes",
+        "censored": censored,
+        "bound_low": float(law_fit.low[index]),
+        "bound_high": float(law_fit.high[index]),
+        "share_at_low": float(share_low[index]),
+        "share_at_high": float(share_high[index]),
+        "no_interval": law_fit.no_interval,
+    }
+
+
+def method(law_fit: LawFit) -> str:
+    """How the law and its intervals were fitted, in words."""
+    scale = f"Huber (scale {law_fit.scale:.3g} from {law_fit.scale_source})"
+    fitted = (
+        f"{scale if law_fit.scale else 'least squares'} on log err, best of {law_fit.starts} starts"
+    )
+    if law_fit.no_interval:
+        return f"{fitted}; no interval: {law_fit.no_interval}"
+    resampled = DESCRIPTIONS.get(law_fit.scheme, "no bootstrap")
+    return f"{fitted}; {len(law_fit.draws)} bootstrap resamples, {resampled}"
+
+
+def law_identified(law_fit: LawFit) -> str:
+    """ "yes" when every parameter of the law is identified and there is an interval."""
+    return "yes" if law_fit.identified().all() and len(law_fit.draws) else "no"
 
 
 def _tss(y: np.ndarray) -> float:
@@ -72,8 +110,7 @@ def parameter_rows(law_fit: LawFit, group: str, settings: dict) -> list[dict]:
     """Every parameter of the robust law (E, A, alpha, B, beta) with its interval."""
     law = law_fit.law
     natural = _natural(law, law_fit.theta[None])[0]
-    draws = _natural(law, law_fit.draws) if len(law_fit.draws) else natural[None]
-    low, high = law_fit.interval(draws, settings["confidence"])
+    low, high = intervals(law_fit, _natural(law, law_fit.draws), settings["confidence"])
     return [
         {
             "group": group,
@@ -82,6 +119,8 @@ def parameter_rows(law_fit: LawFit, group: str, settings: dict) -> list[dict]:
             "estimate": float(natural[k]),
             "ci_low": float(low[k]),
             "ci_high": float(high[k]),
+            **bound_columns(law_fit, k),
+            "method": method(law_fit),
         }
         for k, name in enumerate(law.names)
     ]
@@ -109,9 +148,9 @@ def _curve(law_fit, frame, term, other, other_value, group, settings, points):
     grid = pd.DataFrame({term: x, **({other: other_value} if other else {})})
     X = law_fit.law.design(grid)
     fitted = np.exp(law_fit.law.log_predict(law_fit.theta, X))
-    draws = law_fit.draws if len(law_fit.draws) else law_fit.theta[None]
-    low, high = law_fit.interval(np.exp(law_fit.law.log_predict(draws, X)), settings["confidence"])
-    name = {"log_N": "N", "log_n": "n"}
+    band = np.exp(law_fit.law.log_predict(law_fit.draws, X))
+    low, high = intervals(law_fit, band, settings["confidence"])
+    name, identified = {"log_N": "N", "log_n": "n"}, law_identified(law_fit)
     return [
         {
             "group": group,
@@ -121,6 +160,7 @@ def _curve(law_fit, frame, term, other, other_value, group, settings, points):
             "fitted": float(f),
             "low": float(lo),
             "high": float(hi),
+            "identified": identified,
         }
         for xi, f, lo, hi in zip(x, fitted, low, high, strict=True)
     ]

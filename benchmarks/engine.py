@@ -5,11 +5,28 @@ normal, Adam lr 1e-3, full batch, MSE) on the same data: the antiderivative of 1
 inputs (RBF, l = 0.2) at 100 sensors/points, tested on 1000 fresh functions.
 
 Throughput is measured in interleaved, shuffled rounds (the machine's load varies, so
-only medians and ratios measured in one run are meaningful) and reported as
-member-iterations per second and achieved GFLOP/s (forward + 2x backward matmul FLOPs),
-next to the fp32 matmul peak measured in the same run. Accuracy: each method trains
-`--accuracy-models` models (seeds) for `--accuracy-steps` steps; the test relative L2
-errors are compared.
+only medians and ratios measured in one run are meaningful), after one unmeasured warm-up
+round of every method (`--warmup-rounds`), and reported as member-iterations per second
+and achieved GFLOP/s (forward + 2x backward matmul FLOPs), next to the fp32 matmul peak
+measured in the same run. The engine runs its whole training step (``train_step`` and the
+bookkeeping of ``after_step``), as a job does. Accuracy: each method trains
+`--accuracy-models` models (seeds) for `--accuracy-steps` steps (0: no accuracy run); the
+test relative L2 errors are compared.
+
+Threads. Every method runs with the same intra-op thread count (`--threads`, default:
+the CPUs this process may use), set once through ``torch.set_num_threads`` (which sets
+OpenMP's and MKL's too) and through OMP_NUM_THREADS / MKL_NUM_THREADS for anything
+started later; the counts are checked before every measurement and printed in the report.
+DeepXDE does not change them (checked for 1.15). Small per-model loops (plain, DeepXDE)
+are dispatch-bound and gain little from a second thread, while the batched engine does,
+so the ratios depend on the thread count and on what else the cores are doing: compare
+only ratios of one run, with its thread count and load.
+
+DeepXDE's ``Model.train(iterations=k)`` evaluates the loss on the training and the test set
+at its start and its end: 4 forward passes over 1000 functions per round of k steps
+(about 1.3 training steps' worth, ~1% at k = 100), counted in its time, as in its own use.
+
+    python benchmarks/engine.py --reference-train /tmp/old_train.py   # A/B vs another train.py
 
     python benchmarks/engine.py                 # full run (~20-30 min on 2 cores)
     python benchmarks/engine.py --quick         # smoke run (~2 min)
@@ -23,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import platform
 import random
@@ -32,6 +50,29 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("DDE_BACKEND", "pytorch")
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _threads_from_argv(argv: list[str]) -> int:
+    """--threads N (or --threads=N) from the command line, before torch is imported."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return _usable_cpus()
+
+
+# OpenMP and MKL read these when they start: set them before torch is imported.
+THREADS = _threads_from_argv(__import__("sys").argv[1:])
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = str(THREADS)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -74,8 +115,8 @@ def _t(array) -> torch.Tensor:
 class Engine:
     """opscale's batched engine: S members, one AdamW, shared data."""
 
-    def __init__(self, data, members: int, width: int, compile: bool, seed0: int = 0):
-        table = train.Members(
+    def __init__(self, data, members: int, width: int, compile: bool, seed0: int = 0, module=train):
+        table = module.Members(
             np.arange(seed0, seed0 + members),
             np.full(members, len(data["u_train"])),
             np.zeros(members, dtype=int),
@@ -88,21 +129,23 @@ class Engine:
         }
         self.data = table.select(split)
         spec = {"name": "deeponet", "width": width, "depth": 2, "p": None, "activation": "relu"}
-        self.model = build_model(spec, train.shapes(self.data), table.generators(), torch.float32)
+        self.model = build_model(spec, module.shapes(self.data), table.generators(), torch.float32)
         recipe = cfg.validate_study({"study": "b"})["train"] | {
             "steps": 10**9,
             "eval_every": 10**9,
             "log_every": 10**9,
         }
-        self.trainer = train.Trainer(self.model, self.data, recipe, table, compile=compile)
+        self.trainer = module.Trainer(self.model, self.data, recipe, table, compile=compile)
         self.members = members
         self.initial = dict(self.model.named_parameters())
         self.initial = {name: p.detach().clone() for name, p in self.initial.items()}
 
     def steps(self, k: int) -> None:
+        """k whole steps of the training loop (the step and its bookkeeping)."""
+        trainer = self.trainer
         for _ in range(k):
-            self.trainer.step += 1
-            self.trainer.train_step()
+            trainer.step += 1
+            trainer.after_step(trainer.train_step())
 
     def test_errors(self) -> list[float]:
         test = self.data["test"]
@@ -218,34 +261,63 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
     return best
 
 
-def throughput(methods: dict, rounds: int, steps: int) -> dict[str, list[float]]:
-    """Member-iterations/s of each method per round, in shuffled interleaved order."""
+def threads() -> dict[str, str]:
+    """The thread settings in force now (torch intra-op and inter-op, OpenMP/MKL env)."""
+    return {
+        "torch": str(torch.get_num_threads()),
+        "interop": str(torch.get_num_interop_threads()),
+        **{name: os.environ.get(name, "unset") for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+
+
+def _check_threads(name: str, expected: int) -> None:
+    """Every method measured with the same intra-op threads (a library could change them)."""
+    if torch.get_num_threads() != expected:
+        raise RuntimeError(f"{name}: torch threads {torch.get_num_threads()} != {expected}")
+
+
+def throughput(
+    methods: dict, rounds: int, steps: int, warmup_rounds: int = 1
+) -> dict[str, list[float]]:
+    """Member-iterations/s of each method per round, in shuffled interleaved order.
+
+    The first `warmup_rounds` rounds are run the same way and not recorded.
+    """
     speeds = {name: [] for name in methods}
     order = list(methods)
-    for round_ in range(rounds):
+    expected = torch.get_num_threads()
+    for round_ in range(-warmup_rounds, rounds):
         random.Random(round_).shuffle(order)
+        lap = {}
         for name in order:
             method = methods[name]
+            _check_threads(name, expected)
             start = time.perf_counter()
             method.steps(steps)
-            speeds[name].append(method.members * steps / (time.perf_counter() - start))
+            lap[name] = method.members * steps / (time.perf_counter() - start)
+        if round_ >= 0:
+            for name, speed in lap.items():
+                speeds[name].append(speed)
         print(
-            f"round {round_ + 1}/{rounds}: "
-            + ", ".join(f"{n} {speeds[n][-1]:.0f}" for n in methods),
+            f"round {round_ + 1}/{rounds}{' (warm-up)' if round_ < 0 else ''}, load {load()}: "
+            + ", ".join(f"{n} {lap[n]:.0f}" for n in methods),
             flush=True,
         )
     return speeds
 
 
-def build(name: str, data, width: int, seed: int = 0):
-    """A fresh method by name: engine-S<k>[-compiled], plain, plain-fused, deepxde.
+def build(name: str, data, width: int, seed: int = 0, reference=None):
+    """A fresh method by name: engine-S<k>[-compiled][-ref], plain, plain-fused, deepxde.
 
     ``plain-matched`` (accuracy only) is the plain loop started from the engine's initial
-    weights for the same seed, so the two differ only in how they compute.
+    weights for the same seed, so the two differ only in how they compute. ``-ref``: the
+    engine with the Trainer of the `reference` module (``--reference-train``).
     """
     if name.startswith("engine"):
         members = int(name.split("-")[1][1:])
-        return Engine(data, members, width, name.endswith("compiled"), seed)
+        module = reference if name.endswith("-ref") else train
+        compiled = "-compiled" in name
+        return Engine(data, members, width, compiled, seed, module)
     if name.startswith("plain"):
         return Plain(data, width, name == "plain-fused", seed)
     return DeepXDE(data, width, seed)
@@ -262,11 +334,13 @@ def warm(methods: dict) -> dict[str, float]:
 
 
 def accuracy(names, data, models: int, steps: int, width: int) -> dict[str, list[float]]:
-    """Test errors of `models` models of each method after `steps` steps."""
+    """Test errors of `models` models of each method after `steps` steps ({}: no models)."""
     errors = {}
+    if models <= 0:
+        return errors
     for name in names:
         if name.startswith("engine"):
-            method = Engine(data, models, width, name.endswith("compiled"))
+            method = Engine(data, models, width, "-compiled" in name)
             method.steps(steps)
             errors[name] = method.test_errors()
         else:
@@ -289,10 +363,21 @@ def machine() -> str:
         model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
     except (OSError, StopIteration):
         model = platform.processor()
+    settings = threads()
     return (
-        f"{model}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, "
+        f"{model}, {os.cpu_count()} logical CPUs ({_usable_cpus()} usable), threads: "
+        f"torch {settings['torch']} intra-op / {settings['interop']} inter-op, "
+        f"OMP_NUM_THREADS={settings['OMP_NUM_THREADS']}, "
+        f"MKL_NUM_THREADS={settings['MKL_NUM_THREADS']} (the same for every method), "
         f"torch {torch.__version__}, Python {platform.python_version()}"
+        f"{', DeepXDE ' + _deepxde_version() if deepxde_available() else ''}"
     )
+
+
+def _deepxde_version() -> str:
+    import deepxde
+
+    return deepxde.__version__
 
 
 def step_flops(width: int, functions: int = 1000) -> int:
@@ -319,8 +404,8 @@ def report(args, peak, speeds, warmup, errors, flops: int, started_load) -> str:
         f"Machine: {machine()}. Load average at start / end: {started_load} / {load()}.",
         f"Command: `python benchmarks/engine.py {' '.join(args.argv)}` "
         f"(git {git_commit()}). fp32 matmul peak (2048², same run): **{peak:.0f} GFLOP/s**.",
-        f"Throughput: width {args.width}, {args.rounds} interleaved rounds of {args.steps} steps; "
-        "medians (min–max).",
+        f"Throughput: width {args.width}, {args.rounds} interleaved rounds of {args.steps} steps "
+        f"after {args.warmup_rounds} unmeasured warm-up round(s); medians (min–max).",
         "",
         "| method | member-it/s | GFLOP/s | % of peak | vs DeepXDE | vs plain "
         "| first 3 steps (s) |",
@@ -381,11 +466,18 @@ def git_commit() -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--threads", type=int, default=_usable_cpus(), help="intra-op threads of every method"
+    )
     parser.add_argument("--width", type=int, default=40)
     parser.add_argument("--members", default="1,4,16,64", help="engine sizes S")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100, help="steps per round and method")
+    parser.add_argument("--warmup-rounds", type=int, default=1, help="unmeasured first rounds")
+    parser.add_argument(
+        "--reference-train",
+        help="a train.py (e.g. an older copy) whose Trainer also runs, as engine-S<k>-ref",
+    )
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--accuracy-models", type=int, default=16)
     parser.add_argument(
@@ -400,21 +492,36 @@ def main(argv=None) -> None:
     if args.quick:
         args.rounds, args.steps, args.accuracy_models, args.accuracy_steps = 2, 20, 2, 200
         args.members = "1,16"
-    torch.set_num_threads(args.threads)
+    if args.threads != THREADS:  # main(argv) called from Python with its own --threads
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(args.threads)
+    torch.set_num_threads(args.threads)  # also OpenMP's and MKL's for this process
+    reference = _load_module(args.reference_train) if args.reference_train else None
     started_load = load()
     data = make_data(1000, 1000)
     peak = matmul_peak()
     names = [f"engine-S{s}" for s in args.members.split(",")]
     names += [] if args.no_compile else [f"{n}-compiled" for n in names]
+    names += [f"{n}-ref" for n in names] if reference else []
     names += ["plain", "plain-fused"] + (["deepxde"] if deepxde_available() else [])
-    methods = {name: build(name, data, args.width) for name in names}
+    methods = {name: build(name, data, args.width, reference=reference) for name in names}
     names.append("plain-matched")  # accuracy only
     warmup = warm(methods)
-    speeds = {k: v for k, v in throughput(methods, args.rounds, args.steps).items() if v}
+    rounds = throughput(methods, args.rounds, args.steps, args.warmup_rounds)
+    speeds = {k: v for k, v in rounds.items() if v}
     accuracy_names = [n for n in args.accuracy_methods.split(",") if n in names]
     errors = accuracy(accuracy_names, data, args.accuracy_models, args.accuracy_steps, args.width)
     text = report(args, peak, speeds, warmup, errors, step_flops(args.width), started_load)
     publish(text, append=not args.no_append)
+
+
+def _load_module(path: str):
+    """A Python file as a module (a reference copy of opscale/train.py)."""
+    spec = importlib.util.spec_from_file_location("reference_train", path)
+    module = importlib.util.module_from_spec(spec)
+    __import__("sys").modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def data_file(tmp_path_factory):
 
 
 def _trainer(path, seeds, n_train, recipe=RECIPE, dtype=torch.float64, model=MODEL):
-    spec = {"seeds": seeds, "data": {"n_train": n_train}}
+    spec = {"seeds": seeds, "data": {"n_train": n_train}, "train": recipe}
     members = train.Members.of(spec)
     splits = load_splits(path, dtype)
     all_seeds = [0, 1]  # the data file's seeds
@@ -285,3 +285,95 @@ def test_a_checkpoint_holds_tensors_and_plain_values_only(data_file, tmp_path):
     np.testing.assert_array_equal(
         again.sampler.indices(again.active), trainer.sampler.indices(trainer.active)
     )
+
+
+HOST_READS = ("cpu", "item", "numpy", "tolist", "__bool__", "__float__", "__int__", "__array__")
+
+
+def _counting(method, reads, name):
+    def counted(self, *args, **kwargs):
+        reads.append(name)
+        return method(self, *args, **kwargs)
+
+    return counted
+
+
+def test_a_step_reads_nothing_back_to_the_host_between_sync_points(data_file, monkeypatch):
+    """Losses, divergence, best state and curves stay on the device; reads only at sync steps.
+
+    Sync points: validation (every 15), logging (every 10), the end of a budget (30). Each
+    host read goes through ``Trainer._host`` (``.cpu().numpy()``): a divergence check and,
+    at validation steps, a patience check.
+    """
+    recipe = RECIPE | {"steps": 30, "log_every": 10, "eval_every": 15, "batch_size": 8}
+    recipe |= {"patience": 100, "schedule": "cosine", "lr_min": 1e-4}
+    trainer, _ = _trainer(data_file[1], [0, 1], [6, 24], recipe)
+    reads = []
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, _counting(getattr(torch.Tensor, name), reads, name))
+    per_step, syncs = {}, {}
+    while len(trainer.active):
+        trainer.step += 1
+        before, synced = len(reads), trainer.syncs
+        trainer.after_step(trainer.train_step())
+        per_step[trainer.step] = len(reads) - before
+        syncs[trainer.step] = trainer.syncs - synced
+    monkeypatch.undo()
+    quiet = [step for step in per_step if step not in (10, 15, 20, 30)]
+    assert quiet and all(per_step[step] == 0 for step in quiet)
+    assert syncs == {step: {10: 1, 15: 2, 20: 1, 30: 2}.get(step, 0) for step in per_step}
+    assert all(per_step[step] == 2 * syncs[step] for step in per_step)  # .cpu().numpy()
+    assert (trainer.steps_trained == 30).all() and (trainer.status == cube.OK).all()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "decays"),
+    [
+        (RECIPE, None),
+        (RECIPE | {"batch_size": 6, "schedule": "cosine", "weight_decay": 0.01}, None),
+        (RECIPE | {"epochs": 5, "batch_size": 8, "schedule": "step"}, [0.0, 0.05]),
+    ],
+)
+def test_members_with_their_own_lr_and_weight_decay_equal_separate_runs(data_file, recipe, decays):
+    """``members: [data.n_train, train.lr, train.weight_decay]``: one job, one AdamW."""
+    rates = [0.001, 0.003, 0.01]
+    tuned = recipe | {"lr": rates} | ({"weight_decay": decays} if decays else {})
+    spec = {"seeds": [0, 1], "data": {"n_train": [6, 24]}, "train": tuned}
+    members = train.Members.of(spec)
+    assert len(members) == 2 * 2 * len(rates) * (len(decays) if decays else 1)
+    grouped, _ = _trainer(data_file[1], [0, 1], [6, 24], tuned)
+    grouped.run()
+    coords = members.coords()
+    assert set(coords) == {"seed", "n_train", "lr", *(["weight_decay"] if decays else [])}
+    for i in range(len(members)):
+        alone_recipe = recipe | {"lr": coords["lr"][i]}
+        if decays:
+            alone_recipe["weight_decay"] = coords["weight_decay"][i]
+        seed, n = int(coords["seed"][i]), int(coords["n_train"][i])
+        alone, _ = _trainer(data_file[1], [seed], n, alone_recipe)
+        alone.run()
+        assert grouped.steps_trained[i] == alone.steps_trained[0]
+        assert grouped.best_step[i] == alone.best_step[0]
+        _assert_same(_member_params(grouped, i), _member_params(alone, 0), 1e-10)
+
+
+def test_a_job_with_lr_as_member_axis_writes_each_members_rate(data_file, tmp_path):
+    config = cfg.validate_study(
+        tiny_config(
+            sweep={"data.n_train": [6, 24], "train.lr": [0.001, 0.01]},
+            members=["data.n_train", "train.lr"],
+            data={"n_train": 24, "n_val": 8, "n_test": 16},
+        )
+    )
+    [point] = grid.points(config)
+    assert point.spec["train"]["lr"] == [0.001, 0.01]
+    path = tmp_path / "data.nc"
+    problems.make_data_file(grid.data_specs(config)[point.data_id], path)
+    out = tmp_path / "point.nc"
+    runtime = {"device": "cpu", "compile": False, "checkpoint_every": 0}
+    train.train_point(point.spec, point.coords, path, out, runtime)
+    ds = cube.read(out)
+    assert ds.sizes["member"] == 2 * 2 * 2
+    assert ds.lr.values.tolist() == [0.001, 0.01] * 4
+    assert ds.n_train.values.tolist() == [6, 6, 24, 24] * 2
+    assert (ds.status == cube.OK).all()

@@ -88,6 +88,11 @@ POINT_SCHEMA: dict[str, Variable] = {
     "seed": Variable(MEMBER, "repetition seed (data draw and initialisation)", "1", coord=True),
     # per member only when n_train is a member axis; otherwise a sweep axis or fixed
     "n_train": Variable(MEMBER, "training functions (n)", "1", coord=True, required=False),
+    # per member only when train.lr / train.weight_decay are member axes
+    "lr": Variable(MEMBER, "base learning rate (AdamW)", "1", coord=True, required=False),
+    "weight_decay": Variable(
+        MEMBER, "decoupled weight decay (AdamW)", "1", coord=True, required=False
+    ),
     # indexed by step number, so points trained with different budgets align in a cube
     "step": Variable(("step",), "optimisation step of the loss curve", "steps", coord=True),
     "eval": Variable(("eval",), "optimisation step of the validation checks", "steps", coord=True),

@@ -11,7 +11,14 @@ Budget and schedule. Each member trains for ``train.steps`` steps, or for ``trai
 epochs (``ceil(epochs * n / batch_size)`` steps, so its budget grows with n). Its learning
 rate follows ``train.schedule`` over its own budget; when the members' rates differ, one
 AdamW step is taken at lr = 1 and each member's update is scaled by its own rate
-(AdamW's update is linear in the rate).
+(AdamW's update is linear in the rate). ``train.lr`` and ``train.weight_decay`` may be
+member axes too (``members: [train.lr]``): each member then has its own base rate and
+decay (a decay that differs between members is applied outside AdamW, ``old * (1 - rate *
+decay)``, as AdamW does), still exactly training each alone.
+
+Bookkeeping on the device. Losses, divergence flags, best states and curves are tensors on
+the training device; the host reads them back only at validation, logging and budget-end
+steps (see ``Trainer``), so a GPU step is not serialised behind a host round trip.
 
 Best state and stopping. Every ``eval_every`` steps (and at each member's last step) the
 validation error is checked and each member's best parameters are kept; the reported
@@ -30,11 +37,12 @@ with the same result, bit for bit on CPU, as an uninterrupted run.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,12 +92,14 @@ def train_point(
     retrained (``opscale.reuse``).
     """
     everyone = Members.of(spec)
-    earlier = reuse.earlier_members(spec, out_path, everyone.pairs())  # trained before
+    # trained before; members that differ in lr or weight decay are not reused (yet)
+    pairs = everyone.pairs()
+    earlier = None if everyone.hyper else reuse.earlier_members(spec, out_path, pairs)
     members = everyone.without(earlier)
     key = digest([spec, members.seed.tolist(), members.n_train.tolist()])
     checkpoint = Checkpoint(checkpoint_path, runtime["checkpoint_every"], key)
     trained = train_members(spec, coords, members, data_path, runtime, checkpoint)
-    point = trained if earlier is None else reuse.combine(earlier, trained, everyone.pairs(), spec)
+    point = trained if earlier is None else reuse.combine(earlier, trained, pairs, spec)
     cube.write(point, out_path)
     checkpoint.remove()
 
@@ -125,25 +135,48 @@ def train_members(
     return cube.point_dataset(results, spec, coords, members.coords(), measured)
 
 
+# train settings that may be member axes (``members: [train.lr]``): one value per member
+HYPERPARAMETERS = ("lr", "weight_decay")
+
+
 @dataclass(frozen=True)
 class Members:
-    """The models of one job: member i trains seed[i] on its first n_train[i] functions."""
+    """The models of one job: member i trains seed[i] on its first n_train[i] functions.
+
+    `hyper` holds the train settings that are member axes (``lr``, ``weight_decay``), one
+    value per member; the others are the recipe's, the same for every member.
+    """
 
     seed: np.ndarray  # (S,) seed of each member
     n_train: np.ndarray  # (S,) training functions of each member
     row: np.ndarray  # (S,) index of the member's seed in the data file
     grouped: bool  # whether n_train is a member axis (stored per member)
+    hyper: dict = field(default_factory=dict)  # name -> (S,) values of member-axis settings
 
     @classmethod
     def of(cls, spec: dict) -> Members:
+        """Every member of a spec: seeds x n_train values x lr values x weight decays."""
+        listed = {
+            name: value
+            for name, value in spec.get("train", {}).items()
+            if name in HYPERPARAMETERS and isinstance(value, list)
+        }
         sizes = spec["data"]["n_train"]
         table = [
-            (i, seed, n)
+            (i, seed, n, *values)
             for i, seed in enumerate(spec["seeds"])
             for n in (sizes if isinstance(sizes, list) else [sizes])
+            for values in itertools.product(*listed.values())
         ]
-        row, seed, n = (np.array(column) for column in zip(*table, strict=True))
-        return cls(seed, n, row, isinstance(sizes, list))
+        row, seed, n, *columns = (np.array(column) for column in zip(*table, strict=True))
+        hyper = {name: column.astype(float) for name, column in zip(listed, columns, strict=True)}
+        return cls(seed, n, row, isinstance(sizes, list), hyper)
+
+    def hyperparameter(self, name: str, recipe: dict) -> np.ndarray:
+        """Each member's value of the train setting `name`, (S,) floats."""
+        if name in self.hyper:
+            return self.hyper[name]
+        return np.full(len(self), float(recipe[name]))
 
     def __len__(self) -> int:
         return len(self.seed)
@@ -158,7 +191,8 @@ class Members:
             return self
         done = set(reuse.member_pairs(trained))
         todo = np.array([pair not in done for pair in self.pairs()], bool)
-        return Members(self.seed[todo], self.n_train[todo], self.row[todo], self.grouped)
+        hyper = {name: values[todo] for name, values in self.hyper.items()}
+        return Members(self.seed[todo], self.n_train[todo], self.row[todo], self.grouped, hyper)
 
     def generators(self) -> list[torch.Generator]:
         """One initialisation stream per member (its seed's)."""
@@ -177,7 +211,8 @@ class Members:
 
     def coords(self) -> dict:
         """Per-member coordinates of the point file."""
-        return {"seed": self.seed, **({"n_train": self.n_train} if self.grouped else {})}
+        grouped = {"n_train": self.n_train} if self.grouped else {}
+        return {"seed": self.seed, **grouped, **self.hyper}
 
 
 def _rows(split: Split, rows: torch.Tensor) -> Split:
@@ -225,7 +260,7 @@ class Sampler:
         if self.full:
             return None
         rows = [self._next(i) for i in active]
-        return torch.as_tensor(np.stack(rows), device=self.device)
+        return upload(np.stack(rows), None, self.device)
 
     def weights(self, active: np.ndarray, rows: int, dtype) -> torch.Tensor | None:
         """Loss weight of each row, (A, rows), summing to 1 per member; None: plain mean."""
@@ -233,7 +268,7 @@ class Sampler:
         if (valid == rows).all():
             return None
         mask = np.arange(rows)[None] < valid[:, None]
-        return torch.as_tensor(mask / valid[:, None], dtype=dtype, device=self.device)
+        return upload(mask / valid[:, None], dtype, self.device)
 
     def _next(self, i: int) -> np.ndarray:
         if self.n[i] <= self.batch:  # the whole (small) training set, padded
@@ -259,7 +294,18 @@ class Sampler:
 
 
 class Trainer:
-    """The training loop of one job over its active members (see the module docstring)."""
+    """The training loop of one job over its active members (see the module docstring).
+
+    Device-resident bookkeeping: losses, divergence checks, the best state and the curves
+    stay on the training device as tensors (``self.book``, full size, one row per member);
+    a step reads nothing back to the host, except at sync points: validation steps
+    (``eval_every``), logging steps (``log_every``), the last step of a member's budget
+    (all known on the host in advance) and checkpoints. A member whose loss diverges is
+    marked on the device at once (its step, its last loss) and retired at the next sync
+    point; until then it trains on in its own rows without touching the others (every op
+    is separable over members). ``self.syncs`` counts the host reads (one per ``_host``
+    call). The per-member arrays (``status``, ``loss_curve``, ...) read as numpy.
+    """
 
     def __init__(
         self, model, data: dict[str, Split], recipe: dict, members: Members, compile: bool = False
@@ -270,12 +316,18 @@ class Trainer:
         self.budget = budgets(recipe, members.n_train)
         self.active = np.arange(size)
         self.step = 0
+        self.lr = members.hyperparameter("lr", recipe)  # (S,) base rate of each member
+        self.weight_decay = members.hyperparameter("weight_decay", recipe)
+        self.uniform_decay = bool((self.weight_decay == self.weight_decay[0]).all())
         # fused: one kernel for all parameters; 24% faster per step than foreach on small
         # models (width 10, 3 members) and ~5% on width 40 x 16 members, measured A/B.
+        # Per-member decays: none in AdamW, each member's decay applied with its rate.
+        decay = float(self.weight_decay[0]) if self.uniform_decay else 0.0
         self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=recipe["lr"], fused=True, weight_decay=recipe["weight_decay"]
+            model.parameters(), lr=float(self.lr[0]), fused=True, weight_decay=decay
         )
-        self.sampler = Sampler(members, recipe["batch_size"], data["train"].u.device)
+        self.device = data["train"].u.device
+        self.sampler = Sampler(members, recipe["batch_size"], self.device)
         self.validated = data["val"].s.shape[1] > 0
         self.kept = [p.detach().clone() for p in model.parameters()]  # reported state
         # per-member buffers (first dim = members, e.g. a wrapper's theta0) follow the members
@@ -284,17 +336,32 @@ class Trainer:
             for name, b in model.named_buffers()
             if b.dim() and b.shape[0] == size
         }
-        self.best_error = np.full(size, np.inf)
-        self.best_step = np.zeros(size, dtype=int)
-        self.steps_trained = np.zeros(size, dtype=int)
-        self.final_loss = np.full(size, np.nan)
-        self.first_loss = np.full(size, np.nan)  # the yardstick of divergence
-        self.status = np.full(size, cube.OK)
         longest = int(self.budget.max())
         n_logs, n_evals = longest // recipe["log_every"], longest // recipe["eval_every"]
-        self.loss_curve = np.full((size, n_logs), np.nan)
-        self.val_curve = np.full((size, n_evals), np.nan)
+        self.book = self._new_book(size, n_logs, n_evals)
+        self.rows = None  # device index of the active members; None: all of them
+        self.syncs = 0
         self.loss_fn = torch.compile(member_losses) if compile else member_losses
+
+    def _new_book(self, size: int, n_logs: int, n_evals: int) -> dict[str, torch.Tensor]:
+        """The per-member record on the device (float64 values, int64 steps and status)."""
+        f64, i64 = (
+            {"dtype": torch.float64, "device": self.device},
+            {
+                "dtype": torch.int64,
+                "device": self.device,
+            },
+        )
+        return {
+            "best_error": torch.full((size,), torch.inf, **f64),
+            "best_step": torch.zeros(size, **i64),
+            "steps_trained": torch.zeros(size, **i64),
+            "final_loss": torch.full((size,), torch.nan, **f64),
+            "first_loss": torch.full((size,), torch.nan, **f64),  # the yardstick of divergence
+            "status": torch.full((size,), cube.OK, **i64),
+            "loss_curve": torch.full((size, n_logs), torch.nan, **f64),
+            "val_curve": torch.full((size, n_evals), torch.nan, **f64),
+        }
 
     # ---------------------------------------------------------------- the loop
     def run(self, checkpoint: Checkpoint | None = None) -> None:
@@ -310,8 +377,11 @@ class Trainer:
         bar.close()
         self.restore_kept()
 
-    def train_step(self) -> np.ndarray:
-        """One AdamW step of every active member; their losses before the step, (A,)."""
+    def train_step(self) -> torch.Tensor:
+        """One AdamW step of every active member; their losses before the step, (A,).
+
+        The losses stay on the device (detached); nothing is read back to the host.
+        """
         u, y, s = self.train
         rows = self.sampler.indices(self.active)
         if rows is not None:  # minibatch: gather each member's rows
@@ -323,48 +393,74 @@ class Trainer:
         losses = self.loss_fn(self.model, u, y, s, weights)
         losses.sum().backward()
         self.optimizer_step()
-        return losses.detach().cpu().numpy()
+        return losses.detach()
 
     def optimizer_step(self) -> None:
-        """AdamW at each active member's scheduled rate."""
+        """AdamW at each active member's scheduled rate (and its own weight decay)."""
+        lr = self.lr[self.active]
         factor = SCHEDULES[self.recipe["schedule"]](
-            self.step - 1, self.budget[self.active], self.recipe
+            self.step - 1, self.budget[self.active], self.recipe | {"lr": lr}
         )
-        rates = self.recipe["lr"] * factor
+        rates = lr * factor
         group = self.optimizer.param_groups[0]
-        if np.all(rates == rates[0]):
+        if self.uniform_decay and np.all(rates == rates[0]):
             group["lr"] = float(rates[0])
             self.optimizer.step()
             return
         group["lr"] = 1.0  # then scale each member's update by its own rate
         before = [p.detach().clone() for p in self.model.parameters()]
         self.optimizer.step()
-        scale = torch.as_tensor(rates, dtype=before[0].dtype, device=before[0].device)
+        dtype = before[0].dtype
+        scale = upload(rates, dtype, self.device)
+        decay = (
+            None
+            if self.uniform_decay
+            else upload(rates * self.weight_decay[self.active], dtype, self.device)
+        )
         with torch.no_grad():
             for p, old in zip(self.model.parameters(), before, strict=True):
-                p.copy_(torch.lerp(old, p, scale.view(-1, *[1] * (p.dim() - 1))))
+                shape = (-1, *[1] * (p.dim() - 1))
+                new = torch.lerp(old, p, scale.view(shape))
+                if decay is not None:  # AdamW's decoupled decay: old * (1 - rate * decay)
+                    new -= decay.view(shape) * old
+                p.copy_(new)
 
-    def after_step(self, losses: np.ndarray) -> None:
-        """Record, validate, and retire the members that stop at this step."""
-        step, active = self.step, self.active
-        self.final_loss[active] = losses
-        if step == 1:
-            self.first_loss[active] = losses
-        if step % self.recipe["log_every"] == 0:
-            self.loss_curve[active, step // self.recipe["log_every"] - 1] = losses
-        diverged = self.diverged(losses)
-        self.status[active[diverged]] = cube.DIVERGED
-        done = diverged | (step >= self.budget[active])
-        if step % self.recipe["eval_every"] == 0 or done.any():
+    def after_step(self, losses: torch.Tensor) -> None:
+        """Record (on the device), and at sync points validate and retire members."""
+        step, recipe = self.step, self.recipe
+        self.record(losses)
+        ends = step >= self.budget[self.active]  # known on the host: no sync
+        evaluates = step % recipe["eval_every"] == 0
+        if not (evaluates or ends.any() or step % recipe["log_every"] == 0):
+            return
+        diverged = self._host(self._get("status") == cube.DIVERGED)
+        done = diverged | ends
+        if evaluates or done.any():
             done |= self.validate(~diverged)
         if done.any():
             self.retire(done)
 
-    def diverged(self, losses: np.ndarray) -> np.ndarray:
+    def record(self, losses: torch.Tensor) -> None:
+        """Last loss, first loss, loss curve and divergence of the active members, on device."""
+        step, recipe = self.step, self.recipe
+        loss = losses.to(torch.float64)
+        training = self._get("status") == cube.OK  # not diverged before this step
+        self._put("final_loss", torch.where(training, loss, self._get("final_loss")))
+        if step == 1:
+            self._put("first_loss", loss)
+        if step % recipe["log_every"] == 0:
+            column = step // recipe["log_every"] - 1
+            curve = self.book["loss_curve"][:, column]
+            seen = curve if self.rows is None else curve[self.rows]
+            self._put("loss_curve", torch.where(training, loss, seen), column)
+        diverged = training & self.diverged(loss)
+        self._put("status", torch.where(diverged, cube.DIVERGED, self._get("status")))
+        self._put("steps_trained", torch.where(diverged, step, self._get("steps_trained")))
+
+    def diverged(self, losses: torch.Tensor) -> torch.Tensor:
         """Active members whose loss is NaN/inf or far above their first loss, (A,)."""
-        limit = self.recipe["divergence_factor"] * self.first_loss[self.active]
-        with np.errstate(invalid="ignore"):
-            return ~np.isfinite(losses) | (losses > limit)
+        limit = self.recipe["divergence_factor"] * self._get("first_loss")
+        return ~torch.isfinite(losses) | (losses > limit)
 
     def validate(self, eligible: np.ndarray) -> np.ndarray:
         """Check validation errors, keep improved states; members out of patience, (A,)."""
@@ -373,37 +469,73 @@ class Trainer:
             return np.zeros(len(active), dtype=bool)
         u, y, s = self._live(self.data["val"])
         with torch.no_grad():
-            error = relative_l2(self.model(u, y), s).cpu().numpy()
-        if step % self.recipe["eval_every"] == 0:
-            self.val_curve[active, step // self.recipe["eval_every"] - 1] = error
-        better = eligible & np.isfinite(error) & (error < self.best_error[active])
+            error = relative_l2(self.model(u, y), s).to(torch.float64)
+        if step % self.recipe["eval_every"] == 0:  # members diverged before: no entry
+            column = step // self.recipe["eval_every"] - 1
+            status, trained = self._get("status"), self._get("steps_trained")
+            fresh = (status == cube.OK) | (trained == step)
+            curve = self.book["val_curve"][:, column]
+            seen = curve if self.rows is None else curve[self.rows]
+            self._put("val_curve", torch.where(fresh, error, seen), column)
+        better = upload(eligible, torch.bool, self.device) & torch.isfinite(error)
+        better &= error < self._get("best_error")
         self.keep(better)
-        self.best_error[active[better]] = error[better]
-        self.best_step[active[better]] = step
+        self._put("best_error", torch.where(better, error, self._get("best_error")))
+        self._put("best_step", torch.where(better, step, self._get("best_step")))
         patience = self.recipe["patience"]
-        return (
-            np.full(len(active), False)
-            if patience is None
-            else (step - self.best_step[active] >= patience)
-        )
+        if patience is None:
+            return np.full(len(active), False)
+        return self._host(step - self._get("best_step") >= patience)
+
+    # ---------------------------------------------------------------- device bookkeeping
+    def _get(self, name: str) -> torch.Tensor:
+        """The active members' rows of a record, (A,)."""
+        full = self.book[name]
+        return full if self.rows is None else full[self.rows]
+
+    def _put(self, name: str, value: torch.Tensor, column: int | None = None) -> None:
+        """Set the active members' rows (of one column of a curve) of a record."""
+        full = self.book[name]
+        if column is None and self.rows is None:
+            full.copy_(value)
+        elif column is None:
+            full[self.rows] = value
+        elif self.rows is None:
+            full[:, column] = value
+        else:
+            full[self.rows, column] = value
+
+    def _host(self, flags: torch.Tensor) -> np.ndarray:
+        """Read a device tensor on the host: the trainer's only device-to-host sync."""
+        self.syncs += 1
+        return flags.cpu().numpy()
 
     def _live(self, split: Split) -> Split:
         """The rows of a full-size split that belong to the active members."""
         return _rows(split, torch.as_tensor(self.active, device=split.u.device))
 
-    def keep(self, which: np.ndarray) -> None:
-        """Save the current parameters of the active members `which` as their reported state."""
-        if which.any():
-            ids = torch.as_tensor(self.active[which], device=self.kept[0].device)
+    def keep(self, which: torch.Tensor) -> None:
+        """Save the current parameters of the active members `which` (A,) as their state."""
+        with torch.no_grad():
             for kept, p in zip(self.kept, self.model.parameters(), strict=True):
-                kept[ids] = p.detach()[torch.as_tensor(which, device=p.device)]
+                mask = which.view(-1, *[1] * (p.dim() - 1))
+                current = kept if self.rows is None else kept[self.rows]
+                value = torch.where(mask, p.detach(), current)
+                if self.rows is None:
+                    kept.copy_(value)
+                else:
+                    kept[self.rows] = value
 
     def retire(self, done: np.ndarray) -> None:
         """Remove stopped members from the batch: parameters, Adam moments, data."""
+        stops = upload(done, torch.bool, self.device)
+        training = self._get("status") == cube.OK
         if not self.validated:
-            self.keep(done & (self.status[self.active] == cube.OK))
-        self.steps_trained[self.active[done]] = self.step
-        keep = torch.as_tensor(~done, device=self.kept[0].device)
+            self.keep(stops & training)
+        self._put(
+            "steps_trained", torch.where(stops & training, self.step, self._get("steps_trained"))
+        )
+        keep = upload(~done, torch.bool, self.device)
         with torch.no_grad():
             for p in self.model.parameters():
                 p.data, p.grad = p.data[keep], None
@@ -411,9 +543,15 @@ class Trainer:
                     state = self.optimizer.state.get(p, {})
                     if moment in state:
                         state[moment] = state[moment][keep]
-        self.active = self.active[~done]
+        self._set_active(self.active[~done])
+
+    def _set_active(self, active: np.ndarray) -> None:
+        """The active members (host array), their device index, data rows and buffers."""
+        self.active = active
+        full = len(active) == len(self.members)
+        self.rows = None if full else torch.as_tensor(active, device=self.device)
         self.train = self._live(self.data["train"])
-        self._slice_buffers(self.active)
+        self._slice_buffers(active)
 
     def _slice_buffers(self, rows: np.ndarray | None) -> None:
         """Set the per-member buffers to the rows `rows` of their full size (None: all)."""
@@ -467,7 +605,8 @@ class Trainer:
         """Tensors and plain values only, so ``torch.load(weights_only=True)`` reads it."""
         return {
             "step": self.step,
-            **{name: torch.from_numpy(getattr(self, name).copy()) for name in self.ARRAYS},
+            "active": torch.from_numpy(self.active.copy()),
+            **{name: self.book[name].cpu().clone() for name in self.book},
             "params": [p.detach().clone() for p in self.model.parameters()],
             "kept": [k.clone() for k in self.kept],
             "optimizer": self.optimizer.state_dict(),
@@ -476,16 +615,31 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
-        for name in self.ARRAYS:
-            setattr(self, name, state[name].numpy())
+        for name, saved in self.book.items():  # the same dtypes as the numpy arrays of old
+            self.book[name] = state[name].to(saved.dtype).to(self.device)
         with torch.no_grad():
             for p, saved in zip(self.model.parameters(), state["params"], strict=True):
                 p.data = saved
         self.kept = state["kept"]
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
-        self.train = self._live(self.data["train"])
-        self._slice_buffers(self.active)
+        self._set_active(state["active"].numpy())
+
+
+def _host_view(name: str) -> property:
+    return property(lambda self: self.book[name].cpu().numpy(), doc=f"{name} per member (numpy)")
+
+
+for _name in Trainer.ARRAYS[1:]:  # read on the host, e.g. by tests and results()
+    setattr(Trainer, _name, _host_view(_name))
+
+
+def upload(array, dtype, device) -> torch.Tensor:
+    """A host array on the device; on CUDA through pinned memory, without a sync."""
+    tensor = torch.as_tensor(array, dtype=dtype)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def member_losses(model, u, y, s, weights) -> torch.Tensor:

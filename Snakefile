@@ -33,7 +33,15 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/figures.smk"
 
 
-report: "workflow/report/workflow.rst"
+# The landing text of the report: written from the fitted study (rule page) once it is
+# there, the generic text before (absolute: a relative path is read from the Snakefile's
+# folder, not the working directory).
+LANDING = os.path.abspath(LAYOUT.landing)
+if not os.path.exists(LANDING):
+    LANDING = "workflow/report/workflow.rst"
+
+
+report: LANDING
 
 
 # Cheap aggregation steps run where Snakemake runs, never as cluster jobs.
@@ -41,6 +49,7 @@ localrules:
     all,
     collect,
     fit,
+    page,
     figures,
 
 
@@ -48,4 +57,5 @@ rule all:
     default_target: True
     input:
         rules.fit.output,
+        rules.page.output,
         rules.figures.output,

@@ -39,7 +39,7 @@ LAYERS = [
     ("data, models and files", ["opscale.cube", "opscale.theory", "opscale.tables"]),
     ("jobs and statistics", ["opscale.train", "opscale.reuse", "opscale.status", "opscale.jobs"]),
     ("jobs and statistics", ["opscale.scaling", "opscale.scaling.*"]),
-    ("reports", ["opscale.analyses.*", "opscale.plots", "opscale.markdown"]),
+    ("reports", ["opscale.analyses.*", "opscale.plots", "opscale.markdown", "opscale.page"]),
     ("entry points", ["opscale.fit", "opscale.cli"]),
 ]
 ORDER = list(dict.fromkeys(name for name, _ in LAYERS))

@@ -44,7 +44,8 @@ def _expected(rule: str, wildcard: str | None) -> dict[str, list[str]]:
         "data": lambda: [LAYOUT.data_file(wildcard)],
         "train": lambda: [LAYOUT.point_file(wildcard)],
         "collect": lambda: [LAYOUT.cube],
-        "fit": lambda: [LAYOUT.fit, LAYOUT.fit_table],
+        "fit": lambda: [LAYOUT.fit, LAYOUT.fit_table, LAYOUT.exponents],
+        "page": lambda: [LAYOUT.fit_page, LAYOUT.landing],
     }
     return {
         "output": per_job[rule](),

@@ -85,7 +85,7 @@ def test_dependencies_are_ranges_and_the_slurm_plugin_an_extra():
     assert "snakemake-executor-plugin-slurm" not in names
     slurm = PROJECT["optional-dependencies"]["slurm"]
     assert [Requirement(r).name for r in slurm] == ["snakemake-executor-plugin-slurm"]
-    assert "opscale[slurm]" in PROJECT["optional-dependencies"]["dev"]  # make test needs it
+    assert "opscale[slurm,parquet]" in PROJECT["optional-dependencies"]["dev"]  # make test
 
 
 def test_the_lock_pins_every_dependency_inside_its_range():

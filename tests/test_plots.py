@@ -95,3 +95,52 @@ def test_one_failing_figure_does_not_stop_the_others(tmp_path, monkeypatch, capl
     for name in others:
         assert (tmp_path / f"{name}.png").stat().st_size > 5_000
         assert _described(outputs[name]) == ""
+
+
+# ------------------------------------------------------- figures that carry the headline
+@pytest.fixture(scope="module")
+def drawn():
+    """Observations and fit of a planted study (one group), as the figures read them."""
+    from opscale.scaling.observations import grouping_axes
+
+    ds = synthetic_cube(floor=0.02)
+    fits = fit.fit(ds, {"bootstrap": 30, "backtest_bootstrap": 20})
+    obs = plots._labelled(plots._plotted(ds, "test_rel_l2"), grouping_axes(ds))
+    return obs, fits
+
+
+def _texts(figure) -> str:
+    legends = [t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().texts]
+    legends += [t.get_text() for leg in figure.legends for t in leg.texts]
+    titles = [ax.get_title() for ax in figure.axes]
+    return "\n".join(legends + titles + [t.get_text() for ax in figure.axes for t in ax.texts])
+
+
+@pytest.mark.parametrize(("name", "x"), [("error_vs_n_train", "n"), ("error_vs_n_params", "N")])
+def test_the_scaling_figures_draw_the_robust_law_with_its_exponent(drawn, name, x):
+    from opscale import tables
+
+    obs, fits = drawn
+    text = _texts(plots.FIGURES[name](obs, fits))
+    row = tables.table(fits, "row").query("law == 'robust' and term == @plots.TERM_OF[@x]")
+    assert "robust law" in text and tables.interval_cell(row.iloc[0]) in text
+    assert "synthetic" in text and "all" not in text.split()
+
+
+def test_the_theory_curve_is_drawn_only_where_a_power_law_bound_applies(drawn):
+    obs, fits = drawn  # a GRF study: b infinite, the Lipschitz (logarithmic) bound
+    text = _texts(plots.exponent_vs_dimension(obs, fits))
+    assert "no power-law bound applies" in text and "theory (finite inputs" not in text
+    finite = fits.assign(
+        theory=fits.theory.copy(data=["deeponet_finite_inputs"] * fits.sizes["row"])
+    )
+    finite["intrinsic_dim"] = finite.intrinsic_dim.fillna(4.0)
+    text = _texts(plots.exponent_vs_dimension(obs, finite))
+    assert "theory (finite inputs, upper bound)" in text and "no power-law bound" not in text
+
+
+def test_a_law_that_could_not_be_fitted_is_said_on_the_figure(drawn):
+    obs, fits = drawn
+    bare = fits.drop_vars([v for v in fits.data_vars if v.startswith("fitted_")])
+    figure = plots.error_vs_n_train(obs, bare)
+    assert any(plots.NO_LAW in t.get_text() for t in figure.texts)

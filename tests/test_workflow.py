@@ -59,7 +59,7 @@ def test_adding_a_width_trains_only_the_new_points(workdir):
     before = _snapshot(points)
     config = tiny_config(sweep={"model.width": [4, 8, 16], "data.n_train": [8, 16]})
     path = write_config(workdir / "study.yaml", config)
-    expected = {"train": 2, "collect": 1, "fit": 1, "figures": 1, "all": 1}
+    expected = {"train": 2, "collect": 1, "fit": 1, "page": 1, "figures": 1, "all": 1}
     assert planned_jobs(workdir, path) == expected
     run_snakemake(workdir, path)
     after = _snapshot(points)

@@ -10,6 +10,8 @@ A study's folder, relative to the working directory of the Snakemake run
         cube.nc                        the study cube (rule collect)
         fit.nc, fit.md                 fitted exponents, as NetCDF and as a table (rule fit)
         exponents.csv                  every law's parameters, one tidy row each (rule fit)
+        fit.html, landing.rst          fit.md as the report's page, the report's landing text
+                                       (rule page)
         figures/<name>.png             the figures of the report (rule figures)
         logs/<rule>.log                the log of a one-job rule (collect, fit, figures)
         logs/<rule>/<wildcard>.log     the log of each job of a rule (data, train)
@@ -93,6 +95,16 @@ class StudyLayout:
     def exponents(self) -> str:
         """The tidy table of every fitted law's parameters (CSV)."""
         return f"{self.study_dir}/exponents.csv"
+
+    @property
+    def fit_page(self) -> str:
+        """fit.md as an HTML page: the study's page in the report."""
+        return f"{self.study_dir}/fit.html"
+
+    @property
+    def landing(self) -> str:
+        """The report's landing text for the fitted study (reStructuredText)."""
+        return f"{self.study_dir}/landing.rst"
 
     def figure(self, name: str) -> str:
         """The figure `name` (a PNG)."""

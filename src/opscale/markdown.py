@@ -17,7 +17,32 @@ import xarray as xr
 from opscale import analyses, tables
 from opscale import cube as cubes
 from opscale.scaling.observations import TERM_AXIS
-from opscale.tables import confidence_label, headline, interval_cell, markdown_table, table
+from opscale.tables import (
+    confidence_label,
+    headline,
+    interval_cell,
+    markdown_table,
+    number,
+    table,
+)
+
+# readable names of the theory registry's entries (fit.nc keeps the key, column `theory`)
+THEORY_TITLES = {
+    "deeponet_finite_inputs": "DeepONet bound, b-dimensional inputs",
+    "deeponet_lipschitz": "DeepONet bound, Lipschitz operator",
+    "deep_relu": "deep ReLU bound, d-dimensional domain",
+}
+THEORY_CITATION = "Liu et al. 2024, arXiv 2410.00357"
+# parameter names as fit.md shows them (fit.nc keeps the stored name)
+PARAMETER_TITLES = {"log k (FLOPs)": "ln k (FLOPs = k N^a n^b, natural log)"}
+# what a robust-law parameter is, in the takeaway's words
+PARAMETER_WORDS = {
+    "E": "floor E",
+    "A": "N coefficient",
+    "alpha": "N exponent",
+    "B": "n coefficient",
+    "beta": "n exponent",
+}
 
 
 def markdown(fits: xr.Dataset) -> str:
@@ -37,8 +62,10 @@ def _scaling_sections(fits: xr.Dataset, config: dict) -> list[str]:
         f"# Scaling-law fit: {config.get('study', '?')}\n\n"
         f"Response: {fits.attrs.get('response', '')}. Exponents: err ~ x^-exponent; the "
         "data-axis bounds of the squared error are halved for it (see opscale.theory).\n",
+        _takeaway(fits, config),
         _theory_table(fits, config),
         _slope_table(fits),
+        _shape_table(fits),
         _estimates_table(fits),
         _parameters_table(fits),
         _comparison_table(fits),
@@ -59,19 +86,23 @@ def _theory_table(fits, config) -> str:
             interval_cell(r),
             _theory_cell(r),
             r.verdict,
+            _convergence_cell(r),
+            getattr(r, "assumptions", "") or "none stated",
             r.law,
         ]
         for r in headline(rows).sort_index().itertuples()  # groups in sweep order
     ]
-    header = [
-        "study",
-        "axis",
-        f"measured [{confidence_label(fits)} CI]",
-        "theory",
-        "verdict",
-        "law",
-    ]
+    level = confidence_label(fits)
+    header = ["study", "axis", f"measured [{level} CI]", "theory", "verdict"]
+    header += ["models at their budget's end; test/train error", "the bound assumes", "law"]
     return "## Measured vs theory\n\n" + _headline_line(rows) + markdown_table(header, body)
+
+
+def _convergence_cell(r) -> str:
+    """How many models were still improving when training ended, and the test/train ratio."""
+    if not getattr(r, "models_at_budget", ""):
+        return "not known"
+    return f"{r.models_at_budget}; {r.test_train_ratio:.2f}"
 
 
 def _headline_line(rows) -> str:
@@ -90,6 +121,11 @@ def _headline_line(rows) -> str:
     )
 
 
+def _power(axis: str, exponent: float) -> str:
+    """``N^-0.479`` for err ~ N^-0.479; ``n^+0.088`` for an error that grows with n."""
+    return f"{axis}^-{number(exponent)}" if exponent >= 0 else f"{axis}^+{number(-exponent)}"
+
+
 def _slope_table(fits) -> str:
     level = confidence_label(fits)
     header = ["group", "axis", f"asymptotic exponent [{level} CI]"]
@@ -97,6 +133,19 @@ def _slope_table(fits) -> str:
     header += ["local slope across laws [min, max]"]
     text = _section(fits, "slope", "Exponent and local slope", header, _slope_cells)
     return text
+
+
+def _shape_table(fits) -> str:
+    level = confidence_label(fits)
+    header = ["claim", "axis", f"fitted slope on b [{level} CI]", "claimed", "groups (b)"]
+    header.append("verdict")
+    title = "Shape across the intrinsic dimension b (falsifiable claims)"
+    return _section(fits, "shape", title, header, _shape_cells)
+
+
+def _shape_cells(r) -> list:
+    slope = f"{r.slope:.3g} [{r.slope_low:.3g}, {r.slope_high:.3g}]"
+    return [r.statement, r.axis, slope, r.claimed, f"{r.groups} ({r.dimensions})", r.verdict]
 
 
 def _slope_cells(r) -> list:
@@ -109,14 +158,76 @@ def _slope_cells(r) -> list:
         exponent,
         interval_cell(r, "local_slope", "local_low", "local_high"),
         interval_cell(r, "ols_slope", "ols_low", "ols_high"),
-        f"[{r.spread_low:.3f}, {r.spread_high:.3f}] over {r.spread_laws} laws",
+        f"[{number(r.spread_low)}, {number(r.spread_high)}] over {r.spread_laws} laws",
     ]
 
 
 def _theory_cell(r) -> str:
     if not r.theory:
         return "no prediction"
-    return f"{r.theory_exponent:.3f} ({r.theory_formula}; {r.theory})"
+    return f"{number(r.theory_exponent)} ({r.theory_formula}; {theory_title(r.theory)})"
+
+
+def theory_title(key: str) -> str:
+    """A theory registry key as a reader reads it: its name and citation."""
+    return f"{THEORY_TITLES.get(key, key.replace('_', ' '))}, {THEORY_CITATION}"
+
+
+def _takeaway(fits, config) -> str:
+    """One line per group: the robust law with its numbers, and what is not identified."""
+    rows, parameters = table(fits, "row"), table(fits, "parameter")
+    if rows.empty:
+        return ""
+    groups = list(dict.fromkeys(rows["group"]))
+    study = config.get("study", "?")
+    lines = [
+        f"- **{study if group == 'all' else f'{study} ({group})'}**: "
+        + takeaway(parameters, rows, group, confidence_label(fits))
+        for group in groups
+    ]
+    return "## Takeaway\n\n" + "\n".join(lines) + "\n"
+
+
+def takeaway(parameters: pd.DataFrame, rows: pd.DataFrame, group: str, level: str) -> str:
+    """The one-line law of a group, e.g. ``err ≈ 0.008 + 3.9 N^-0.54 + 4.9 n^-1.07 (...)``.
+
+    From the robust law's parameters (``parameter`` table) when it was fitted, else the
+    joint OLS slopes of the exponent table (``row``), said to be local slopes.
+    """
+    robust = parameters.query("group == @group and law == 'robust'") if len(parameters) else []
+    if len(robust) == 0:
+        joint = rows.query("group == @group and law == 'joint'").set_index("term")
+        if joint.empty:
+            return "no law could be fitted (see the notes)"
+        slopes = " ".join(
+            _power(axis, joint.exponent[term])
+            for term, axis in (("log_N", "N"), ("log_n", "n"))
+            if term in joint.index
+        )
+        return f"err ∝ {slopes} (joint log-log OLS, local slopes; the robust law was not fitted)"
+    p = robust.set_index("name")
+    floor_at_zero = p.censored.get("E", "") in ("lower", "both") and p.bound_low.get("E") == 0
+    terms = [] if floor_at_zero or "E" not in p.index else [number(p.estimate["E"])]
+    for coefficient, exponent, axis in (("A", "alpha", "N"), ("B", "beta", "n")):
+        if coefficient in p.index:
+            terms.append(f"{number(p.estimate[coefficient])} {_power(axis, p.estimate[exponent])}")
+    law = " + ".join(terms).replace("+ -", "- ")
+    intervals = [
+        f"{name} {interval_cell(p.loc[name], 'estimate')}"
+        for name in ("alpha", "beta")
+        if name in p.index and p.identified[name] == "yes"
+    ]
+    unidentified = [
+        PARAMETER_WORDS.get(n, n)
+        for n in p.index
+        if p.identified[n] == "no" and not (n == "E" and floor_at_zero)
+    ]
+    notes = [f"robust law; {level} CI " + ", ".join(intervals) if intervals else "robust law"]
+    if floor_at_zero:
+        notes.append("floor E at its bound 0, not identified")
+    if unidentified:
+        notes.append(", ".join(unidentified) + " not identified")
+    return f"err ≈ {law} ({'; '.join(notes)})"
 
 
 def _section(fits, name: str, title: str, header: list[str], cells) -> str:
@@ -149,7 +260,7 @@ def _estimate_cells(r) -> list:
         interval_cell(r),
         r.n_obs,
         r.n_clusters,
-        f"{r.r_squared:.3f}",
+        number(r.r_squared),
         r.method,
     ]
 
@@ -160,7 +271,7 @@ def _parameters_table(fits) -> str:
 
 
 def _parameter_cells(r) -> list:
-    return [r.group, r.law, r.name, interval_cell(r, "estimate", fmt=".4g")]
+    return [r.group, r.law, PARAMETER_TITLES.get(r.name, r.name), interval_cell(r, "estimate")]
 
 
 def _comparison_table(fits) -> str:
@@ -193,8 +304,8 @@ def _backtest_cells(r) -> list:
         r.method + ("" if r.identified == "yes" else " (law not identified)"),
         f"{r.N:,}",
         f"{r.n:,}",
-        f"{r.measured:.4g}",
-        f"{r.predicted:.4g} [{r.pi_low:.4g}, {r.pi_high:.4g}]",
+        number(r.measured),
+        f"{number(r.predicted)} [{number(r.pi_low)}, {number(r.pi_high)}]",
         f"{100 * r.rel_error:+.1f}%",
         f"{r.inside}/{r.models}",
     ]
@@ -237,10 +348,10 @@ def _allocation_table(fits) -> str:
 def _allocation_cells(r) -> list:
     return [
         r.group,
-        f"{r.budget:.3g}",
+        number(r.budget),
         f"{r.N_opt:,.0f} [{r.N_low:,.0f}, {r.N_high:,.0f}]",
         f"{r.n_opt:,.0f} [{r.n_low:,.0f}, {r.n_high:,.0f}]",
-        f"{r.err_opt:.4g} [{r.err_low:.4g}, {r.err_high:.4g}]",
+        f"{number(r.err_opt)} [{number(r.err_low)}, {number(r.err_high)}]",
         r.extrapolated + ("" if r.identified == "yes" else "; law not identified"),
         _measured_cell(r),
     ]
@@ -249,7 +360,7 @@ def _allocation_cells(r) -> list:
 def _measured_cell(r) -> str:
     if math.isnan(r.best_measured_err):
         return "none affordable"
-    return f"{r.best_measured_N:,.0f}, {r.best_measured_n:,.0f}, {r.best_measured_err:.4g}"
+    return f"{r.best_measured_N:,.0f}, {r.best_measured_n:,.0f}, {number(r.best_measured_err)}"
 
 
 def _notes(fits) -> str:

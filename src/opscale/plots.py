@@ -115,18 +115,27 @@ def _error_label(fits: xr.Dataset) -> str:
 
 
 def error_vs_n_train(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
-    """Test error vs training-set size, one line per model size, with the data law."""
+    """Test error vs training-set size, one line per model size, with the robust law."""
     return _scaling_plot(obs, fits, x="n", hue="model size", law="data")
 
 
 def error_vs_n_params(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
-    """Test error vs parameter count, one line per training-set size, with the model law."""
+    """Test error vs parameter count, one line per training-set size, with the robust law."""
     obs = obs.assign(**{"training set": obs["n"].map(lambda v: f"n = {v:,}")})
     return _scaling_plot(obs, fits, x="N", hue="training set", law="model")
 
 
+TERM_OF = {"n": "log_n", "N": "log_N"}  # plotted axis -> the exponent table's term
+
+
 def _scaling_plot(obs, fits, x: str, hue: str, law: str) -> plt.Figure:
-    frame = pd.concat([obs.assign(source="measured"), _fitted(obs, fits, law)])
+    """The measured medians with the law the headline reports (robust; else `law`, OLS)."""
+    law = "robust" if "fitted_robust" in fits else law
+    groups = list(obs["group"].unique())
+    label = _law_label(fits, law, x, groups)
+    obs = obs.assign(title=obs["group"].map(lambda g: _panel_title(fits, g, x, law)))
+    fitted = _fitted(obs, fits, law).assign(source=label)
+    frame = pd.concat([obs.assign(source="measured"), fitted])
     order = obs.sort_values("N" if x == "n" else "n")[hue].unique()
     grid = sns.relplot(
         data=frame,
@@ -135,8 +144,8 @@ def _scaling_plot(obs, fits, x: str, hue: str, law: str) -> plt.Figure:
         hue=hue,
         hue_order=order,
         style="source",
-        style_order=["measured", f"{law} law fit"],
-        col="panel",
+        style_order=["measured", label] if len(fitted) else ["measured"],
+        col="title",
         kind="line",
         estimator="median",
         errorbar=("pi", 50),
@@ -149,7 +158,52 @@ def _scaling_plot(obs, fits, x: str, hue: str, law: str) -> plt.Figure:
     for ax in grid.axes.flat:
         _tick_at(ax.xaxis, sorted(obs[x].unique()))
     grid.set_titles("{col_name}")
+    if not len(fitted):
+        grid.figure.text(0.5, -0.02, NO_LAW, ha="center", va="top", fontsize=8, color="C3")
     return grid.figure
+
+
+NO_LAW = "no law could be fitted (too few points or seeds): see the notes of fit.md"
+
+
+def _exponent_row(fits: xr.Dataset, group: str, x: str, law: str):
+    rows = table(fits, "row")
+    if rows.empty:
+        return None
+    mine = rows[(rows.group == group) & (rows.law == law) & (rows.term == TERM_OF[x])]
+    return next(mine.itertuples(), None)
+
+
+def _exponent_text(fits: xr.Dataset, group: str, x: str, law: str) -> str:
+    """``exponent 0.745 [0.684, 0.841]`` of the group's law along `x` (censoring said)."""
+    row = _exponent_row(fits, group, x, law)
+    if row is None:
+        return "not fitted"
+    text = f"{x}^-exponent, exponent {tables.interval_cell(row)}"
+    return text + (" (not identified)" if row.identified == "no" else "")
+
+
+def _law_label(fits: xr.Dataset, law: str, x: str, groups: list[str]) -> str:
+    """The legend's name of the law's lines, with its exponent when there is one group."""
+    name = "robust law E + A N^-α + B n^-β" if law == "robust" else f"{law} log-log OLS"
+    if len(groups) == 1:
+        return f"{name}\n{_exponent_text(fits, groups[0], x, law)}"
+    return f"{name} (exponent in each title)"
+
+
+def _panel_title(fits: xr.Dataset, group: str, x: str, law: str) -> str:
+    """A panel's title: the study and the group (never ``all``), the law's exponent."""
+    title = study_title(fits, group)
+    row = _exponent_row(fits, group, x, law)
+    if row is None:
+        return title
+    return f"{title}\n{x} exponent {tables.number(row.exponent)} ({law})"
+
+
+def study_title(fits: xr.Dataset, group: str) -> str:
+    """``tiny`` for the whole study, ``tiny: model=mlp`` for one of its groups."""
+    study = cubes.study_config(fits).get("study", "study")
+    return study if group == cubes.ALL_GROUP else f"{study}: {group}"
 
 
 def _tick_at(axis, values) -> None:
@@ -165,7 +219,7 @@ def _fitted(obs: pd.DataFrame, fits: xr.Dataset, law: str) -> pd.DataFrame:
         return obs.iloc[:0]
     axes = list(cubes.axes(fits))
     fitted = fits[f"fitted_{law}"].to_dataframe(name="fit").reset_index()
-    points = obs.drop_duplicates(axes).merge(fitted, on=axes)
+    points = obs.drop_duplicates(axes).merge(fitted, on=axes).dropna(subset=["fit"])
     return points.assign(err=points["fit"], source=f"{law} law fit")
 
 
@@ -239,8 +293,11 @@ def _curves_panel(ax, panel: pd.DataFrame, curves: pd.DataFrame, axes, group, fi
         if len(curve):
             ax.plot(curve.x, curve.fitted, color=colours[level], label=label)
             ax.fill_between(curve.x, curve.low, curve.high, color=colours[level], alpha=0.2)
-    ax.set(xscale="log", yscale="log", xlabel=LABELS[x], ylabel=_error_label(fits), title=group)
+    title = study_title(fits, group)
+    ax.set(xscale="log", yscale="log", xlabel=LABELS[x], ylabel=_error_label(fits), title=title)
     _tick_at(ax.xaxis, sorted(panel[x].unique()))
+    if not len(curves):
+        ax.text(0.5, 0.02, NO_LAW, transform=ax.transAxes, ha="center", fontsize=6, color="C3")
     if len(curves):
         band = f"robust law, {confidence_label(fits)} band"
         if "identified" in curves and (curves["identified"] == "no").any():
@@ -297,12 +354,22 @@ def exponent_vs_dimension(obs: pd.DataFrame, fits: xr.Dataset) -> plt.Figure:
     return figure
 
 
+# the registry's power-law bounds on finite-dimensional inputs (the curve's theories)
+POWER_LAW_THEORIES = ("deeponet_finite_inputs", "deep_relu")
+NO_BOUND = "no power-law bound applies\n(inputs of infinite or unknown dimension b)"
+
+
 def _dimension_panel(ax, rows: pd.DataFrame, theory_curve, level: str) -> None:
     name, rate = theory_curve
     finite = rows[np.isfinite(rows.intrinsic_dim)]
     d2 = float(rows.output_dim.iloc[0]) if len(rows) else 1.0
     b = np.arange(1, max(8, int(finite.intrinsic_dim.max()) + 2 if len(finite) else 8) + 1)
-    ax.plot(b, rate(b, d2), "k--", label="theory (finite inputs, upper bound)")
+    applies = finite[finite.get("theory", pd.Series("", finite.index)).isin(POWER_LAW_THEORIES)]
+    if len(applies):  # the curve only where the study's theory is a power-law bound
+        ax.plot(b, rate(b, d2), "k--", label="theory (finite inputs, upper bound)")
+        ax.plot(applies.intrinsic_dim, applies.theory_exponent, "kx", label="this study's bound")
+    else:
+        ax.text(0.5, 0.9, NO_BOUND, transform=ax.transAxes, ha="center", va="top", fontsize=8)
     identified = finite.get("identified", pd.Series("yes", finite.index)) != "no"
     for mine, face, label in [
         (finite[identified], None, f"measured [{level} CI]"),

@@ -27,6 +27,7 @@ PARAMETER_OF_TERM = {"log_N": "alpha", "log_n": "beta"}
 TABLE_ORDER = (
     "parameter",
     "slope",
+    "shape",
     "comparison",
     "backtest",
     "allocation",
@@ -107,25 +108,51 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return text + "\n"
 
 
+SIGNIFICANT = 3  # significant figures of every estimate and interval end fit.md prints
+
+
+def number(value: float, digits: int = SIGNIFICANT) -> str:
+    """A number to `digits` significant figures, the one format of fit.md's estimates.
+
+    Fixed point between 1e-3 and 1e5 (``0.479``, ``2.72``, ``1.00``, ``103``, ``12300``),
+    scientific outside (``5.36e-18``); ``nan`` as ``n/a``.
+    """
+    value = float(value)
+    if not np.isfinite(value):
+        return "n/a" if np.isnan(value) else ("∞" if value > 0 else "-∞")
+    if value == 0:
+        return "0"
+    magnitude = int(np.floor(np.log10(abs(value))))
+    if not -3 <= magnitude < 5:
+        mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    rounded = round(value, digits - 1 - magnitude)
+    if abs(rounded) >= 10 ** (magnitude + 1):  # 9.996 -> 10.0: one digit fewer after the point
+        magnitude += 1
+    return f"{rounded:.{max(0, digits - 1 - magnitude)}f}"
+
+
 def interval_cell(
-    row, value: str = "exponent", low: str = "ci_low", high: str = "ci_high", fmt: str = ".3f"
+    row, value: str = "exponent", low: str = "ci_low", high: str = "ci_high", fmt=number
 ) -> str:
     """An estimate with its interval as fit.md prints it, censored ends said in words.
 
-    ``0.542 [0.236, 1.501]``; ``6.781 [> 0.165; upper end at the bound 10]`` when the
-    upper end is censored (``row.censored``); ``0.018 (no interval)`` without one.
+    ``0.542 [0.236, 1.5]``; ``6.78 [> 0.165; upper end at the bound 10]`` when the
+    upper end is censored (``row.censored``); ``0.018 (no interval)`` without one. Numbers
+    go through `fmt` (default :func:`number`: 3 significant figures).
     """
-    estimate, lo, hi = (getattr(row, name) for name in (value, low, high))
+    estimate, lo, hi = (fmt(getattr(row, name)) for name in (value, low, high))
+    raw_lo, raw_hi = getattr(row, low), getattr(row, high)
     censored = getattr(row, "censored", "") or ""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return f"{estimate:{fmt}} (no interval)"
+    if not (np.isfinite(raw_lo) and np.isfinite(raw_hi)):
+        return f"{estimate} (no interval)"
     if censored == "upper":
-        return f"{estimate:{fmt}} [> {lo:{fmt}}; upper end at the bound {row.bound_high:g}]"
+        return f"{estimate} [> {lo}; upper end at the bound {row.bound_high:g}]"
     if censored == "lower":
-        return f"{estimate:{fmt}} [< {hi:{fmt}}; lower end at the bound {row.bound_low:g}]"
+        return f"{estimate} [< {hi}; lower end at the bound {row.bound_low:g}]"
     if censored == "both":
-        return f"{estimate:{fmt}} (both ends at bounds: not identified)"
-    return f"{estimate:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+        return f"{estimate} (both ends at bounds: not identified)"
+    return f"{estimate} [{lo}, {hi}]"
 
 
 def exponents(fits: xr.Dataset) -> pd.DataFrame:

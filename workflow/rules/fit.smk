@@ -3,11 +3,8 @@ rule fit:
         cube=rules.collect.output.cube,
     output:
         fit=LAYOUT.fit,
-        table=report(
-            LAYOUT.fit_table,
-            caption="../report/fit.rst",
-            category="Fits",
-        ),
+        # in the report as its HTML page (rule page)
+        table=LAYOUT.fit_table,
         exponents=LAYOUT.exponents,
     log:
         LAYOUT.log("fit"),
@@ -25,3 +22,28 @@ rule fit:
         settings=config.get("fit", {}),
     script:
         "../scripts/fit.py"
+
+
+# The study's page in the report (fit.md as HTML: the report shows HTML, and only offers
+# Markdown for download) and the landing text written from the fitted study.
+rule page:
+    input:
+        fit=rules.fit.output.fit,
+    output:
+        page=report(
+            LAYOUT.fit_page,
+            caption="../report/fit.rst",
+            category="Fits",
+        ),
+        landing=LAYOUT.landing,
+    log:
+        LAYOUT.log("page"),
+    benchmark:
+        LAYOUT.benchmark("page")
+    conda:
+        "../../envs/opscale.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/page.py"

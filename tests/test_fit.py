@@ -164,8 +164,8 @@ def test_theory_table_is_printed_with_a_verdict(tmp_path):
     cube.write(synthetic_cube(), tmp_path / "cube.nc")
     fits = fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", FAST)
     text = (tmp_path / "fit.md").read_text()
-    assert "| study | axis | measured [95% CI] | theory | verdict | law |" in text
-    assert "| synthetic | N (parameters) |" in text and "faster than the bound" in text
+    assert "| study | axis | measured [95% CI] | theory | verdict |" in text
+    assert "| synthetic | N (parameters) |" in text and "not a test" in text
     assert "| all | joint | n (training functions) |" in text
     for section in ["Alternatives", "Extrapolation backtest", "Compute-optimal allocation"]:
         assert section in text
@@ -400,3 +400,51 @@ def test_a_study_fit_writes_its_exponents_csv(tmp_path):
     csv = pd.read_csv(tmp_path / "exponents.csv")
     assert set(csv.law) == {"robust", "flops", "data", "model", "joint"}
     assert set(csv.identified) <= {"yes", "no"} and csv.method.notna().all()
+
+
+def test_a_group_still_improving_at_its_budget_is_budget_limited():
+    # Planted: every model's best step is its last one (still improving), 1.05 test/train.
+    ds = synthetic_cube()
+    ds["steps_trained"] = ds["n_params"] * 0 + 1000
+    ds["best_step"] = ds["steps_trained"].copy()
+    ds["train_rel_l2"] = ds["test_rel_l2"] / 1.05
+    rows = tables.table(fit.fit(ds, FAST), "row").query("law == 'robust'").set_index("term")
+    assert rows.loc["log_n", "verdict"].startswith("budget-limited: 100/100 models")
+    assert not rows.loc["log_N", "verdict"].startswith("budget-limited")
+    assert rows.loc["log_n", "test_train_ratio"] == pytest.approx(1.05)
+    ds["best_step"] = ds["steps_trained"] // 2  # converged halfway: a data exponent again
+    rows = tables.table(fit.fit(ds, FAST), "row").query("law == 'robust'").set_index("term")
+    assert rows.loc["log_n", "at_budget_share"] == 0
+    assert not rows.loc["log_n", "verdict"].startswith("budget-limited")
+
+
+def _dimensions(bs, alpha, beta):
+    """Planted studies stacked on a swept intrinsic dimension b (antiderivative: d2 = 1)."""
+    import xarray as xr
+
+    parts = [synthetic_cube(alpha=alpha(b), beta=beta(b), rng_seed=b) for b in bs]
+    ds = xr.concat(parts, dim="modes").assign_coords(modes=list(bs))
+    ds = ds.transpose("modes", "width", "n_train", "seed")
+    config = json.loads(parts[0].attrs["config"])
+    config["problem"] = {"name": "antiderivative", "inputs": {"family": "sine"}}
+    config["sweep"] = {"problem.inputs.modes": list(bs), **config["sweep"]}
+    axes = {"modes": "problem.inputs.modes", "width": "model.width", "n_train": "data.n_train"}
+    return ds.assign_attrs(config=json.dumps(validate_study(config)), axes=json.dumps(axes))
+
+
+def test_shape_claims_hold_on_planted_rates_and_fail_on_a_constant_exponent(tmp_path):
+    bs = (1, 2, 3, 4)
+    planted = _dimensions(bs, lambda b: 1 / (b + 1), lambda b: 1 / (2 + b + 1))
+    shape = tables.table(fit.fit(planted, FAST), "shape").set_index("statement")
+    assert len(shape) == 3 and set(shape.groups) == {4}
+    slope_one = shape[shape.claimed == "1"]
+    assert set(slope_one.verdict) == {"holds"}, slope_one[["slope", "slope_low", "slope_high"]]
+    decrease = shape[shape.claimed == "< 0"].iloc[0]  # 4 values of b: not always shown
+    assert decrease.slope < 0 and decrease.verdict != "does not hold"
+    constant = _dimensions(bs, lambda b: 0.5, lambda b: 0.5)  # no dependence on b at all
+    shape = tables.table(fit.fit(constant, FAST), "shape").set_index("statement")
+    assert set(shape[shape.claimed == "1"].verdict) == {"does not hold"}
+    assert shape[shape.claimed == "< 0"].verdict.iloc[0] != "holds"
+    cube.write(planted, tmp_path / "cube.nc")
+    fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", FAST)
+    assert "Shape across the intrinsic dimension b" in (tmp_path / "fit.md").read_text()

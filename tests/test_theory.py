@@ -68,13 +68,26 @@ def test_each_theory_applies_to_its_own_case_only():
 @pytest.mark.parametrize(
     ("low", "high", "verdict"),
     [
-        (0.3, 0.4, "faster than the bound"),
-        (0.1, 0.3, "consistent with the bound"),
-        (0.05, 0.15, "slower than the bound"),
+        (0.3, 0.4, "decays faster than the bound's rate: compatible, the bound is not tight here"),
+        (0.1, 0.3, "indistinguishable from the bound's rate"),
+        (
+            0.05,
+            0.15,
+            "slower than the bound's rate: contradicts the bound only if its assumptions hold",
+        ),
     ],
 )
-def test_verdict_places_the_interval_against_the_bound(low, high, verdict):
-    assert theory.verdict(low, high, 0.2) == verdict
+def test_verdicts_are_worded_as_bounds(low, high, verdict):
+    bound = theory.deeponet_finite_inputs({"model": "deeponet", "b": 3, "d2": 1})[1]  # 1/6
+    assert bound.exponent == pytest.approx(1 / 6) and bound.assumptions
+    assert theory.verdict(low, high, bound) == verdict
+
+
+def test_a_logarithmic_rate_is_not_a_test_and_a_dataset_has_no_bound():
+    (lipschitz, _) = theory.deeponet_lipschitz({"model": "deeponet", "b": None, "d2": 1})
+    assert theory.verdict(0.3, 0.4, lipschitz) == "no power-law bound applies: not a test"
+    dataset = {"model": "deeponet", "b": None, "d2": 1, "inputs_known": False}
+    assert theory.deeponet_lipschitz(dataset) == []
 
 
 def test_group_config_sets_the_groups_values_without_touching_the_study():

@@ -25,7 +25,16 @@ from opscale import analyses, theory
 from opscale import cube as cubes
 from opscale.config import section_defaults
 from opscale.markdown import markdown
-from opscale.scaling import allocation, backtest, comparison, ols, robust, slopes
+from opscale.scaling import (
+    allocation,
+    backtest,
+    comparison,
+    convergence,
+    ols,
+    robust,
+    shapes,
+    slopes,
+)
 from opscale.scaling.observations import (
     excluded_models,
     groups,
@@ -103,6 +112,8 @@ def fit(cube: xr.Dataset, settings: dict | None = None, workers: int = 1) -> xr.
         for label, frame, paths in groups(obs, cube)
     ]
     _fit_groups(report, tasks if settings["scaling"] else [], workers)
+    exponents = pd.DataFrame(report.tables.get(EXPONENTS, []))
+    report.add("shape", shapes.shape_rows(exponents, settings["confidence"]))
     for name in settings["analyses"]:
         for table_name, frame in analyses.load(name).analyse(cube, settings).items():
             report.add(f"{name}_{table_name}", frame.to_dict("records"))
@@ -185,11 +196,12 @@ def fit_group(frame, group: str, config: dict, settings: dict, report: Report) -
     report.add("slope", slopes.slope_rows(frame, group, law_fit, settings, report))
     report.add("backtest", backtest.backtest_rows(frame, group, settings, report))
     report.add("allocation", allocation.allocation_rows(frame, group, law_fit, settings, report))
-    _attach_theory(report, group, config)
+    _attach_theory(report, group, config, convergence.diagnostics(frame))
 
 
-def _attach_theory(report: Report, group: str, config: dict) -> None:
-    """Add the theory's exponent and the verdict to the group's exponent rows."""
+def _attach_theory(report: Report, group: str, config: dict | None, diagnosis: dict) -> None:
+    """Add the theory's exponent, its assumptions, the group's convergence diagnostics and
+    the verdict to the group's exponent rows."""
     if config is None:  # a table states no theory
         params, by_axis = {"b": None, "d2": math.nan}, {}
     else:
@@ -204,7 +216,9 @@ def _attach_theory(report: Report, group: str, config: dict) -> None:
             theory=prediction.theory if prediction else "",
             theory_exponent=prediction.exponent if prediction else math.nan,
             theory_formula=prediction.formula if prediction else "no prediction",
-            verdict=_verdict(row, prediction),
+            assumptions=prediction.assumptions if prediction else "",
+            **diagnosis,
+            verdict=_verdict(row, prediction, diagnosis),
         )
 
 
@@ -219,13 +233,17 @@ def _predictions(report: Report, group: str, config: dict):
     return params, by_axis
 
 
-def _verdict(row: dict, prediction) -> str:
-    """The theory's verdict on an exponent row; none for an unidentified exponent."""
-    if prediction is None:
-        return "no prediction"
+def _verdict(row: dict, prediction, diagnosis: dict) -> str:
+    """The verdict on an exponent row, in order: not identified, budget-limited (data
+    axis), no applicable bound, then the theory's (``theory.verdict``)."""
     if row.get("identified") == "no":
         return "not identified: no verdict"
-    return theory.verdict(row["ci_low"], row["ci_high"], prediction.exponent)
+    if row["term"] == "log_n" and convergence.budget_limited(diagnosis):
+        at = diagnosis["models_at_budget"]
+        return f"budget-limited: {at} models still improving at the end, not a data exponent"
+    if prediction is None:
+        return "no applicable bound"
+    return theory.verdict(row["ci_low"], row["ci_high"], prediction)
 
 
 def _dataset(report: Report, settings: dict, config: str, axes: str, excluded: dict, response=None):

@@ -84,7 +84,7 @@ def _point(config: dict, study_axes: list[Axis], values: tuple) -> Point:
         set_path(spec, axis.path, value)
     coords = {a.path: v for a, v in zip(study_axes, values, strict=True)}
     label = "-".join(_label_part(axis_name(p), v) for p, v in coords.items()) or "point"
-    return Point(f"{label[:LABEL_CHARS]}-{digest(spec)}", coords, spec, data_id(spec))
+    return Point(f"{label[:LABEL_CHARS]}-{digest(hashed(spec))}", coords, spec, data_id(spec))
 
 
 def _label_part(name: str, value) -> str:
@@ -106,12 +106,26 @@ def data_spec(spec: dict) -> dict:
 
 def data_id(spec: dict) -> str:
     """Id of the data file a point reads: problem name plus a hash of what decides the data."""
-    return f"{spec['problem']['name']}-{digest(data_spec(spec))}"
+    return f"{spec['problem']['name']}-{digest(hashed(data_spec(spec)))}"
 
 
 def data_specs(config: dict) -> dict[str, dict]:
     """The distinct data files a study needs, by id."""
     return {p.data_id: data_spec(p.spec) for p in points(config)}
+
+
+# Settings added after results existed, hashed only when set away from their default,
+# so that adding them left every earlier point and data id as it was.
+HASHED_WHEN_SET = {("problem", "noise"): 0.0}
+
+
+def hashed(spec: dict) -> dict:
+    """`spec` without the settings of ``HASHED_WHEN_SET`` that hold their default."""
+    spec = copy.deepcopy(spec)
+    for (section, key), default in HASHED_WHEN_SET.items():
+        if spec.get(section, {}).get(key, default) == default:
+            spec.get(section, {}).pop(key, None)
+    return spec
 
 
 def digest(obj) -> str:

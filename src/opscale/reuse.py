@@ -19,7 +19,6 @@ floating-point rounding of batched kernels (fp32: 1e-5, see the equivalence test
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from opscale import cube
+from opscale import cube, grid
 from opscale.config import get_path
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def _same_job_axes(ds: xr.Dataset, spec: dict) -> bool:
 
 
 def _without_sizes(spec: dict) -> dict:
-    spec = copy.deepcopy(spec)
+    spec = grid.hashed(spec)  # a copy, in the form point ids hash (newer defaults left out)
     spec.get("data", {}).pop("n_train", None)
     spec.pop("seeds", None)  # any seed of it that we want is reused, the rest ignored
     return spec

@@ -15,8 +15,13 @@ papers are stated for different errors, and are converted here:
   unsquared error decays with exponent r/2 (the table prints both).
 
 The rates are upper bounds (up to constants and log factors), as summarised from the
-papers: a measured exponent above the rate decays *faster than the bound*, one whose
-interval contains it is *consistent with* it, one below is *slower than the bound*.
+papers, so a verdict is worded as one (``verdict``): an interval above the rate "decays
+faster than the bound's rate: compatible, the bound is not tight here" (not a
+confirmation); containing it, "indistinguishable from the bound's rate"; below it, "slower
+than the bound's rate: contradicts the bound only if its assumptions hold". A logarithmic
+rate (general Lipschitz operators) has no power-law exponent to compare: "no power-law
+bound applies: not a test". Every prediction carries the assumptions under which the
+bound holds (``Prediction.assumptions``), printed beside the verdict.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import copy
 from dataclasses import dataclass
 
 from opscale.config import set_path
-from opscale.problems.registry import intrinsic_dim, output_dim
+from opscale.problems.registry import inputs_known, intrinsic_dim, output_dim
 
 LZLS = (
     "Liu, Zhang, Liao & Schaeffer 2024, Neural scaling laws of deep ReLU and deep operator "
@@ -51,6 +56,11 @@ class Prediction:
         The rate as printed, with the parameters filled in.
     citation : str
         Where the bound comes from.
+    kind : str
+        ``"power"`` (a power-law rate to compare with) or ``"logarithmic"`` (slower than
+        every power law: no measured exponent tests it).
+    assumptions : str
+        What the bound assumes of the study, in words.
     """
 
     theory: str
@@ -58,6 +68,17 @@ class Prediction:
     exponent: float
     formula: str
     citation: str
+    kind: str = "power"
+    assumptions: str = ""
+
+
+# What the bounds assume (as summarised from the paper); printed beside every verdict.
+ASSUMPTIONS = {
+    "model": "bounded inputs; a network of the theorem's family; the optimiser reaches the "
+    "approximation error (converged); N in the asymptotic range",
+    "data": "bounded inputs; label noise present; converged models; n in the asymptotic "
+    "range (the log factor's local slope small against the rate); the theorem's family",
+}
 
 
 def deeponet_finite_inputs(params: dict) -> list[Prediction]:
@@ -88,8 +109,13 @@ def deeponet_lipschitz(params: dict) -> list[Prediction]:
     """
     if params["model"] != "deeponet" or params.get("b") is not None:
         return []
-    formula = "(log x / log log x)^-c: power-law exponent 0"
-    return [_power("deeponet_lipschitz", axis, 0.0, formula) for axis in AXES]
+    if not params.get("inputs_known", True):  # data from files: the dimension is unknown
+        return []
+    formula = "(log x / log log x)^-c: no power-law exponent"
+    return [
+        Prediction("deeponet_lipschitz", axis, 0.0, formula, LZLS, "logarithmic", ASSUMPTIONS[axis])
+        for axis in AXES
+    ]
 
 
 def deep_relu(params: dict) -> list[Prediction]:
@@ -107,7 +133,7 @@ def deep_relu(params: dict) -> list[Prediction]:
 
 
 def _power(theory: str, axis: str, exponent: float, formula: str) -> Prediction:
-    return Prediction(theory, axis, float(exponent), formula, LZLS)
+    return Prediction(theory, axis, float(exponent), formula, LZLS, "power", ASSUMPTIONS[axis])
 
 
 THEORIES = {
@@ -130,6 +156,7 @@ def study_parameters(config: dict) -> dict:
     name = model["name"]
     return {
         "b": intrinsic_dim(problem),
+        "inputs_known": inputs_known(problem),
         "d2": output_dim(problem),
         # a linearized network is a kernel model: the networks' bounds do not cover it
         "model": f"{name} (linearized)" if model["linearized"] else name,
@@ -154,10 +181,20 @@ def group_config(config: dict, paths: dict) -> dict:
     return resolved
 
 
-def verdict(low: float, high: float, exponent: float) -> str:
-    """Where a measured interval [low, high] lies relative to a bound's exponent."""
-    if low > exponent:
-        return "faster than the bound"
-    if high < exponent:
-        return "slower than the bound"
-    return "consistent with the bound"
+VERDICTS = {
+    "faster": "decays faster than the bound's rate: compatible, the bound is not tight here",
+    "within": "indistinguishable from the bound's rate",
+    "slower": "slower than the bound's rate: contradicts the bound only if its assumptions hold",
+    "logarithmic": "no power-law bound applies: not a test",
+}
+
+
+def verdict(low: float, high: float, prediction: Prediction) -> str:
+    """Where a measured interval [low, high] lies relative to an upper bound's rate."""
+    if prediction.kind == "logarithmic":
+        return VERDICTS["logarithmic"]
+    if low > prediction.exponent:
+        return VERDICTS["faster"]
+    if high < prediction.exponent:
+        return VERDICTS["slower"]
+    return VERDICTS["within"]

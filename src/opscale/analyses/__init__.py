@@ -36,6 +36,7 @@ ANALYSES: dict[str, Analysis] = {
     "linearization": Analysis(
         "opscale.analyses.linearization", ("linearization_errors", "linearization_alignment")
     ),
+    "calibration": Analysis("opscale.analyses.calibration", ("calibration_risk",)),
 }
 
 

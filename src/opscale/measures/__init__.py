@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import xarray as xr
 
-from opscale.measures import iteration, ntk, recovery
+from opscale.measures import calibration, iteration, ntk, recovery
 
 MEASURES: dict[str, type] = {
     "ntk": ntk.NTK,
     "iteration": iteration.IterationMeasure,
     "recovery": recovery.Recovery,
+    "calibration": calibration.Calibration,
 }
 
 

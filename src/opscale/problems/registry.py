@@ -64,6 +64,9 @@ class Problem:
     solve : str or None
         ``"module:function"`` of an operator's solver, ``(u, x, problem) -> s`` (see
         ``opscale.problems.operators``); None for problems that are not operators.
+    inputs_known : bool
+        Whether the inputs' dimension is known (False for data read from files: None
+        from ``intrinsic_dim`` then means unknown, not infinite, and no bound applies).
     """
 
     build: str
@@ -71,6 +74,7 @@ class Problem:
     output_dim: Callable[[dict], int]
     files: Callable[[dict], list[str]] = _no_files
     solve: str | None = None
+    inputs_known: bool = True
 
 
 # Intrinsic dimension of each input family's functions (``inputs.FAMILIES``): a finite
@@ -118,6 +122,7 @@ PROBLEMS = {
         intrinsic_dim=lambda problem: None,  # not known from the files
         output_dim=_lazy("opscale.problems.datasets:output_dim"),  # reads the train file
         files=_dataset_files,
+        inputs_known=False,
     ),
     "subspace_regression": _scalar_task("regression"),
     "tanh_teacher": _scalar_task("teacher"),
@@ -138,9 +143,12 @@ def generate(spec: dict):
     -------
     xarray.Dataset
         ``u(seed, sample, sensor)``, ``s(seed, sample, query)``, the sensor positions
-        ``x_sensor(sensor)``, the query points ``y`` and ``split(sample)``.
+        ``x_sensor(sensor)``, the query points ``y`` and ``split(sample)``; with
+        ``problem.noise`` the training and validation labels carry label noise
+        (``opscale.problems.noise``).
     """
-    return load(PROBLEMS[spec["problem"]["name"]].build)(spec)
+    clean = load(PROBLEMS[spec["problem"]["name"]].build)(spec)
+    return load("opscale.problems.noise:add_label_noise")(clean, spec["problem"])
 
 
 def intrinsic_dim(problem: dict) -> int | None:
@@ -151,6 +159,11 @@ def intrinsic_dim(problem: dict) -> int | None:
     and for datasets (not known from the file).
     """
     return PROBLEMS[problem["name"]].intrinsic_dim(problem)
+
+
+def inputs_known(problem: dict) -> bool:
+    """Whether a problem's input dimension is known (see ``Problem.inputs_known``)."""
+    return PROBLEMS[problem["name"]].inputs_known
 
 
 def output_dim(problem: dict) -> int:

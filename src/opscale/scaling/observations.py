@@ -23,12 +23,14 @@ DATA_AXIS = "data.n_train"
 GROUPING_MODEL_AXES = ("model.name", "model.activation", "model.linearized", "model.shared")
 TERMS = ("log_N", "log_n")  # order of the terms of the additive laws
 TERM_AXIS = {"log_n": "n (training functions)", "log_N": "N (parameters)"}
+DIAGNOSTICS = ("best_step", "steps_trained", "train_rel_l2")  # for scaling.convergence
 
 
 def observations(cube: xr.Dataset, response: str = ERROR) -> tuple[pd.DataFrame, dict]:
     """One row per trained model with log n, log N, log error; and exclusion counts."""
     axes = cubes.axes(cube)
-    names = [v for v in (response, "n_params", "train_flops", "status") if v in cube]
+    wanted = (response, "n_params", "train_flops", "status", *DIAGNOSTICS)
+    names = list(dict.fromkeys(v for v in wanted if v in cube))
     df = cube[names].to_dataframe().reset_index()
     config = cubes.study_config(cube)
     n_name = next((name for name, path in axes.items() if path == DATA_AXIS), None)

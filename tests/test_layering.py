@@ -6,7 +6,7 @@ Layers, lowest first (a module may import its own layer and those below):
    time (figures, the analyses' registry, the problems' registry), the point-file schema;
 1. data, models and files: problems, models, measures, grid, cube, theory, tables;
 2. jobs and statistics: train, reuse, status, jobs, the scaling package;
-3. reports: the analyses, plots, fit.md;
+3. reports: the analyses, plots, fit.md, the report page, compare and export;
 4. entry points: the fit stage, the command line.
 
 Imports are read from the source (``ast``), function-level ones included. The analyses'
@@ -40,6 +40,7 @@ LAYERS = [
     ("jobs and statistics", ["opscale.train", "opscale.reuse", "opscale.status", "opscale.jobs"]),
     ("jobs and statistics", ["opscale.scaling", "opscale.scaling.*"]),
     ("reports", ["opscale.analyses.*", "opscale.plots", "opscale.markdown", "opscale.page"]),
+    ("reports", ["opscale.compare"]),
     ("entry points", ["opscale.fit", "opscale.cli"]),
 ]
 ORDER = list(dict.fromkeys(name for name, _ in LAYERS))

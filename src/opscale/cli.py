@@ -8,6 +8,8 @@ function running it). Each runner imports what it needs, so ``opscale --help`` i
                                              # fit any long-format table of runs
     opscale status [--study NAME | --config FILE]   # where each study's points stand
     opscale collect --config FILE            # the cube of the points that exist (--keep-going)
+    opscale compare results/a results/b      # two studies' exponents and their difference
+    opscale export results/a --format csv    # the cube and every fit table as CSV/Parquet
 """
 
 from __future__ import annotations
@@ -130,6 +132,54 @@ def _collect(args: argparse.Namespace) -> int:
     return run_collect(args)
 
 
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    for name in ("a", "b"):
+        parser.add_argument(
+            name, type=Path, help=f"study {name.upper()}: its results folder, or a fit.nc"
+        )
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from opscale.compare import MissingFile, compare_text
+
+    try:
+        print(compare_text(args.a, args.b), end="")
+    except MissingFile as error:
+        print(f"opscale compare: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_dir", type=Path, help="a study's results folder (results/<study>)")
+    parser.add_argument("--format", choices=["csv", "parquet"], default="csv", dest="fmt")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder of the files (default: the study's)"
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from opscale.compare import MissingFile, export
+
+    try:
+        written, absent = export(args.study_dir, args.fmt, args.out)
+    except MissingFile as error:
+        print(f"opscale export: {error}", file=sys.stderr)
+        return 2
+    except ImportError:
+        print(
+            "opscale export: Parquet needs pyarrow: pip install 'opscale[parquet]' "
+            "(or use --format csv)",
+            file=sys.stderr,
+        )
+        return 2
+    for path in absent:
+        print(f"opscale export: no {path}: skipped", file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
 COMMANDS = {  # name: (help, add arguments, run)
     "fit": ("fit scaling laws to a study cube or a table of runs", _fit_arguments, _fit),
     "status": (
@@ -141,6 +191,16 @@ COMMANDS = {  # name: (help, add arguments, run)
         "write a study's cube from the point files that exist (the rest marked missing)",
         _collect_arguments,
         _collect,
+    ),
+    "compare": (
+        "two studies' exponents side by side, with their difference and an interval",
+        _compare_arguments,
+        _compare,
+    ),
+    "export": (
+        "a study's cube (one row per model) and every fit table as CSV or Parquet",
+        _export_arguments,
+        _export,
     ),
 }
 

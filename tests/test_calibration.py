@@ -43,12 +43,14 @@ def test_label_noise_is_on_train_and_val_labels_only_with_its_stated_sd():
     )
 
 
-def test_noise_zero_leaves_every_id_as_it_was():
-    study = config.validate_study({"study": "x"})
-    point = grid.points(study)[0]
-    without = json.loads(json.dumps(point.spec))
-    del without["problem"]["noise"]
-    assert grid.digest(without) == point.id.rsplit("-", 1)[1]
+def test_noise_zero_leaves_every_id_and_spec_as_it_was():
+    # A point's spec (the rules' params: Snakemake reruns a job whose params change) and id
+    # hold problem.noise only when it is set.
+    quiet = grid.points(config.validate_study({"study": "x"}))[0]
+    assert "noise" not in quiet.spec["problem"]
+    assert quiet.id.rsplit("-", 1)[1] == grid.digest(quiet.spec)
+    noisy = grid.points(config.validate_study({"study": "x", "problem": {"noise": 0.1}}))[0]
+    assert noisy.spec["problem"]["noise"] == 0.1 and noisy.id != quiet.id
 
 
 def test_least_squares_excess_risk_is_noise2_b_over_n_minus_b_minus_1():

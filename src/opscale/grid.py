@@ -1,9 +1,10 @@
 """From a study config to grid points with stable, content-addressed ids.
 
 A *point* is one Snakemake training job: one value of every swept axis, trained as a
-group whose members are the study's seeds. Axes listed under ``members`` (today only
-``data.n_train``) are not split into jobs: each of their values becomes more members of
-the same job (its spec holds the list), so one job trains a whole column of the grid.
+group whose members are the study's seeds. Axes listed under ``members``
+(``data.n_train``, ``train.lr``, ``train.weight_decay``) are not split into jobs: each of
+their values becomes more members of the same job (its spec holds the list), so one job
+trains a whole column of the grid.
 Its id is readable and content-addressed::
 
     width40-n_train1000-3f2a9c1b0e
@@ -82,9 +83,10 @@ def _point(config: dict, study_axes: list[Axis], values: tuple) -> Point:
             set_path(spec, axis.path, list(axis.values))
     for axis, value in zip(study_axes, values, strict=True):
         set_path(spec, axis.path, value)
+    spec = hashed(spec)  # as the id hashes it, and as the rules' params see it
     coords = {a.path: v for a, v in zip(study_axes, values, strict=True)}
     label = "-".join(_label_part(axis_name(p), v) for p, v in coords.items()) or "point"
-    return Point(f"{label[:LABEL_CHARS]}-{digest(hashed(spec))}", coords, spec, data_id(spec))
+    return Point(f"{label[:LABEL_CHARS]}-{digest(spec)}", coords, spec, data_id(spec))
 
 
 def _label_part(name: str, value) -> str:
@@ -114,8 +116,10 @@ def data_specs(config: dict) -> dict[str, dict]:
     return {p.data_id: data_spec(p.spec) for p in points(config)}
 
 
-# Settings added after results existed, hashed only when set away from their default,
-# so that adding them left every earlier point and data id as it was.
+# Settings added after results existed: a point's spec holds them only when they are set
+# away from their default (readers take the default when absent), so that adding them
+# left every earlier point id, data id and the rules' params (Snakemake's rerun trigger)
+# as they were.
 HASHED_WHEN_SET = {("problem", "noise"): 0.0}
 
 

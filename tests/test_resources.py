@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from benchmarks.resources import TRAIN as MEASURED  # the one measurement script
 from opscale import config as cfg
 from opscale import grid, problems, resources
 from opscale.ensemble import params_per_member
@@ -109,18 +110,6 @@ def test_runtime_max_memory_sets_the_limit():
 def test_sizes_read_as_text():
     assert resources.size(1536) == "1.5 KiB"
     assert resources.size(1.6e12) == "1.46 TiB"
-
-
-MEASURED = """
-import json, sys
-import torch
-from opscale.train import train_point
-torch.set_num_threads(1)
-spec, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-train_point(spec, {}, data, out, {"device": "cpu", "compile": False, "checkpoint_every": 0})
-peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM")]
-print(peak[0].split()[1])  # KiB: the peak RSS of this process's own memory (not the parent's)
-"""
 
 
 def test_the_memory_estimate_covers_a_measured_job(tmp_path):

@@ -112,8 +112,8 @@ def fit(cube: xr.Dataset, settings: dict | None = None, workers: int = 1) -> xr.
         for label, frame, paths in groups(obs, cube)
     ]
     _fit_groups(report, tasks if settings["scaling"] else [], workers)
-    exponents = pd.DataFrame(report.tables.get(EXPONENTS, []))
-    report.add("shape", shapes.shape_rows(exponents, settings["confidence"]))
+    rows = pd.DataFrame(report.tables.get(EXPONENTS, []))  # every group's, theory attached
+    report.add("shape", shapes.shape_rows(rows, settings["confidence"]))
     for name in settings["analyses"]:
         for table_name, frame in analyses.load(name).analyse(cube, settings).items():
             report.add(f"{name}_{table_name}", frame.to_dict("records"))

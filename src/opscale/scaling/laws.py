@@ -43,6 +43,10 @@ class AdditiveLaw:
         parts = [f"{a}·{g.format(x=t[4:])}^-{e}" for t in self.terms for a, e in [TERM_NAMES[t]]]
         return " + ".join(["E"] * self.floor + parts)
 
+    def exponent_index(self, k: int) -> int:
+        """Position in theta of the exponent of term k."""
+        return int(self.floor) + 2 * k + 1
+
     def design(self, frame: pd.DataFrame) -> np.ndarray:
         """log g(x_k) of every model, shape (models, terms)."""
         logs = frame[list(self.terms)].to_numpy(float)

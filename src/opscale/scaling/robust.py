@@ -40,9 +40,9 @@ def robust_rows(law_fit: LawFit, frame, group: str, settings: dict) -> list[dict
     """Exponent rows of the robust law: bootstrap percentile intervals, censoring marked."""
     law = law_fit.law
     _, _, estimate = law.split(law_fit.theta)
-    low, high = intervals(law_fit, law.split(law_fit.draws)[2], settings["confidence"])
-    y, first = frame["log_err"].to_numpy(), int(law.floor)
     expo = law.split(law_fit.draws)[2]
+    low, high = intervals(law_fit, expo, settings["confidence"])
+    y = frame["log_err"].to_numpy()
     return [
         {
             "group": group,
@@ -52,7 +52,7 @@ def robust_rows(law_fit: LawFit, frame, group: str, settings: dict) -> list[dict
             "std_err": float(expo[:, k].std(ddof=1)) if len(expo) > 1 else math.nan,
             "ci_low": float(low[k]),
             "ci_high": float(high[k]),
-            **bound_columns(law_fit, first + 2 * k + 1),
+            **bound_columns(law_fit, law.exponent_index(k)),
             "n_obs": len(frame),
             "n_clusters": frame["seed"].nunique(),
             "r_squared": 1 - float(law_fit.residuals @ law_fit.residuals) / _tss(y),

@@ -58,7 +58,7 @@ def _robust_columns(robust: LawFit | None, frame, term: str, confidence: float) 
     draws = law.local_slopes(robust.draws, logs)[..., k].mean(-1)
     low, high = intervals(robust, draws, confidence)
     expo_low, expo_high = intervals(robust, law.split(robust.draws)[2][:, k], confidence)
-    index = int(law.floor) + 2 * k + 1
+    index = law.exponent_index(k)
     return {
         "exponent": float(law.split(robust.theta)[2][k]),
         "exponent_low": float(expo_low),

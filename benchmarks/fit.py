@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from opscale import fit, tables  # noqa: E402
 from opscale.config import validate_study  # noqa: E402
-from opscale.scaling.fitting import fit_law  # noqa: E402
+from opscale.scaling.fitting import fit_reported_law  # noqa: E402
 from opscale.scaling.laws import AdditiveLaw  # noqa: E402
 from opscale.scaling.observations import TERMS, observations  # noqa: E402
 from tests.helpers import synthetic_cube  # noqa: E402
@@ -101,7 +101,8 @@ def _replay(task) -> dict:
     obs, floor = SCENARIOS[scenario](rep)
     law = AdditiveLaw(TERMS)
     settings = fit.fit_settings(validate_study({"study": "x"}), {"refine": 2})
-    law_fit = fit_law(obs, law, settings, numpy_rng(rep, "coverage"), resamples=resamples)
+    rng = numpy_rng(rep, "coverage")
+    law_fit = fit_reported_law(obs, law, settings, rng, resamples=resamples)
     truth = {**TRUTH, **({"E": floor} if floor > 0 else {})}
     index = {name: law.names.index(name) for name in truth}
     if not len(law_fit.draws):
@@ -112,7 +113,7 @@ def _replay(task) -> dict:
         for name, value in truth.items()
         for k in [index[name]]
     }
-    return hits | {"scheme": law_fit.scheme}
+    return hits | {"scheme": law_fit.scheme, "spans_no_floor": law_fit.spans_no_floor}
 
 
 def coverage(repetitions: int, resamples: int, workers: int, only: str | None) -> None:
@@ -129,16 +130,18 @@ def coverage(repetitions: int, resamples: int, workers: int, only: str | None) -
         cells = [f"{np.mean([r[n][0] for r in replays]):.3f}" for n in names]
         widths = [f"{np.median([r[n][1] for r in replays]):.3f}" for n in names]
         scheme = replays[0]["scheme"]
+        spans = np.mean([r.get("spans_no_floor", False) for r in replays])
         rows.append(
             f"| {scenario} | {scheme} | {', '.join(names)} | {', '.join(cells)} | "
-            f"{', '.join(widths)} | {time.perf_counter() - start:.0f} s |"
+            f"{', '.join(widths)} | {spans:.2f} | {time.perf_counter() - start:.0f} s |"
         )
         print(rows[-1], flush=True)
     header = (
         f"{repetitions} replays x {resamples} resamples, {_cores()} cores, "
         f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}\n\n"
-        "| scenario | scheme | parameters | coverage of nominal 95% | median width | time |\n"
-        "|---|---|---|---|---|---|"
+        "| scenario | scheme | parameters | coverage of nominal 95% | median width "
+        "| share spanning the law without a floor | time |\n"
+        "|---|---|---|---|---|---|---|"
     )
     print("\n" + header + "\n" + "\n".join(rows))
 

@@ -26,8 +26,10 @@ robust
     unreplicated data), each resample refitted from the estimate and every tenth also
     from the grid of starts. A parameter at a bound at the estimate, or in more than 2.5%
     of the draws, is censored and not identified: its exponent gets no verdict, and the
-    curves, backtest and allocation built from those draws say so. Where no scheme
-    applies there is no interval, and the rows say why.
+    curves, backtest and allocation built from those draws say so. Where the floor E is
+    censored at 0, the law without a floor is bootstrapped too and every interval is the
+    union of the two laws' (``fitting.fit_reported_law``). Where no scheme applies there
+    is no interval, and the rows say why.
 data, model, joint
     Log-log OLS (statsmodels): ``log err ~ log n + C(log N)``, ``~ log N + C(log n)``,
     ``~ log n + log N``, on every model, with cluster-robust standard errors clustered by

@@ -8,7 +8,7 @@ import numpy as np
 import statsmodels.formula.api as smf
 
 from opscale.rng import numpy_rng
-from opscale.scaling.fitting import fit_law, identifiable
+from opscale.scaling.fitting import fit_reported_law, identifiable
 from opscale.scaling.laws import AdditiveLaw
 from opscale.scaling.observations import TERM_AXIS, varying_terms
 from opscale.scaling.report import Report
@@ -38,7 +38,8 @@ def backtest_rows(frame, group: str, settings: dict, report: Report) -> list[dic
 
 def _robust_interval(train, test, law, settings, rng) -> tuple[np.ndarray, ...]:
     """Prediction and prediction interval of log err (bootstrap draws + residuals)."""
-    law_fit = fit_law(train, law, settings, rng, resamples=max(settings["backtest_bootstrap"], 1))
+    resamples = max(settings["backtest_bootstrap"], 1)
+    law_fit = fit_reported_law(train, law, settings, rng, resamples=resamples)
     X = law.design(test)
     predicted = law.log_predict(law_fit.theta, X)
     if not len(law_fit.draws):  # no interval (the reason is in the robust law's rows)

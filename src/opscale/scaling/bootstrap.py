@@ -19,8 +19,8 @@ within_point
     are dependent across points; the default with 2 seeds.
 residual
     Residuals of the fit (inflated by sqrt(n/(n-p))) added back to the fitted values at
-    random: for unreplicated data (one model per grid point), the default there, whatever
-    the seeds.
+    random: for unreplicated data (fewer than half of the grid points with more than one
+    model), the default there, whatever the seeds.
 pairs
     Models redrawn with replacement (each model its own cluster).
 
@@ -37,6 +37,7 @@ import pandas as pd
 from scipy import stats
 
 MIN_SEED_CLUSTERS = 3  # fewer seeds: the seed scheme's interval is not trustworthy
+REPLICATED_SHARE = 0.5  # share of grid points with several models for "replicated" data
 
 
 def seeds(frame: pd.DataFrame) -> int:
@@ -44,8 +45,10 @@ def seeds(frame: pd.DataFrame) -> int:
 
 
 def replicated(frame: pd.DataFrame) -> bool:
-    """Whether some grid point holds more than one model."""
-    return bool((frame.groupby("point").size() > 1).any())
+    """Whether the data are replicated: at least ``REPLICATED_SHARE`` of the grid points
+    hold more than one model (a table of single runs with a few (N, n) pairs repeated by
+    chance is unreplicated: its few pairs say little about the noise)."""
+    return bool((frame.groupby("point").size() > 1).mean() >= REPLICATED_SHARE)
 
 
 def choose(frame: pd.DataFrame, requested: str) -> str:
@@ -62,7 +65,10 @@ def unusable(frame: pd.DataFrame, scheme: str, n_params: int) -> str | None:
     if scheme == "seed" and seeds(frame) < 2:
         return "one seed: the seed bootstrap has nothing to redraw"
     if scheme == "within_point" and not replicated(frame):
-        return "one model per grid point: redrawing seeds within points redraws nothing"
+        return (
+            "fewer than half of the grid points hold more than one model: redrawing seeds "
+            "within points redraws (almost) nothing"
+        )
     if scheme == "residual" and len(frame) <= n_params:
         return f"{len(frame)} models for {n_params} parameters: no residual left to resample"
     return None

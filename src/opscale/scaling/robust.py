@@ -9,7 +9,7 @@ import pandas as pd
 
 from opscale.rng import numpy_rng
 from opscale.scaling.bootstrap import DESCRIPTIONS
-from opscale.scaling.fitting import LawFit, fit_law, identifiable
+from opscale.scaling.fitting import LawFit, fit_reported_law, identifiable
 from opscale.scaling.laws import AdditiveLaw
 from opscale.scaling.observations import varying_terms
 from opscale.scaling.report import Report
@@ -23,7 +23,7 @@ def fit_robust(frame, group: str, settings: dict, report: Report) -> LawFit | No
         report.note(group, "robust law", reason)
         return None
     rng = numpy_rng(settings["seed"], "fit", "bootstrap", group)
-    robust = fit_law(frame, law, settings, rng)
+    robust = fit_reported_law(frame, law, settings, rng)
     report.add("row", robust_rows(robust, frame, group, settings))
     report.add("parameter", parameter_rows(robust, group, settings))
     report.add("curve", curve_rows(robust, frame, group, settings))
@@ -94,6 +94,12 @@ def method(law_fit: LawFit) -> str:
     if law_fit.no_interval:
         return f"{fitted}; no interval: {law_fit.no_interval}"
     resampled = DESCRIPTIONS.get(law_fit.scheme, "no bootstrap")
+    if law_fit.spans_no_floor:
+        half = len(law_fit.draws) // 2
+        return (
+            f"{fitted}; {half} bootstrap resamples each of the law and of the law without a "
+            f"floor, {resampled}; the floor E reaches 0, so each interval spans both laws"
+        )
     return f"{fitted}; {len(law_fit.draws)} bootstrap resamples, {resampled}"
 
 

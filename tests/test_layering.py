@@ -30,6 +30,7 @@ SRC = REPO / "src"
 # (layer, module names; "x.*" means every module below package x, not x itself)
 LAYERS = [
     ("registries and settings", ["opscale", "opscale.config", "opscale.layout", "opscale.rng"]),
+    ("registries and settings", ["opscale.plugins"]),
     ("registries and settings", ["opscale.schema", "opscale.figures", "opscale.analyses"]),
     ("registries and settings", ["opscale.problems.registry"]),
     ("data, models and files", ["opscale.problems", "opscale.problems.*", "opscale.models"]),
@@ -38,6 +39,7 @@ LAYERS = [
     ("data, models and files", ["opscale.resources"]),
     ("data, models and files", ["opscale.cube", "opscale.theory", "opscale.tables"]),
     ("jobs and statistics", ["opscale.train", "opscale.reuse", "opscale.status", "opscale.jobs"]),
+    ("jobs and statistics", ["opscale.progress"]),
     ("jobs and statistics", ["opscale.scaling", "opscale.scaling.*"]),
     ("reports", ["opscale.analyses.*", "opscale.plots", "opscale.markdown", "opscale.page"]),
     ("reports", ["opscale.compare"]),

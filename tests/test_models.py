@@ -1,10 +1,16 @@
+import numpy as np
 import pytest
 import torch
 
+from opscale import config as cfg
+from opscale import train
 from opscale.ensemble import BatchedMLP, members, params_per_member
-from opscale.models import build_model
+from opscale.models import build_model, linearized
 from opscale.models.deeponet import DeepONet
+from opscale.models.module import build_member, vmapped
+from opscale.problems.tensors import Split
 from opscale.rng import torch_generator
+from tests.helpers import tiny_config
 
 SPEC = {"name": "deeponet", "width": 40, "depth": 2, "p": None, "activation": "relu"}
 SHAPES = {"sensors": 100, "y_dim": 1, "queries": 100}
@@ -74,3 +80,149 @@ def test_mlp_maps_sensor_values_to_every_output():
     assert params_per_member(model) == (6 * 16 + 16) + (16 * 16 + 16) + (16 * 2 + 2)
     with pytest.raises(ValueError, match="aligned"):
         model(torch.randn(3, 10, 6), torch.zeros(3, 10, 2, 1))
+
+
+# ---------------------------------------------------------------- plain nn.Module by vmap
+
+
+class _Dense(torch.nn.Module):
+    """A plain single-member network: u (n, m) -> (n, q); ignores the query points."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+
+    def forward(self, u, y):
+        for layer in self.layers[:-1]:
+            u = torch.tanh(layer(u))
+        return self.layers[-1](u)
+
+
+class _Basis(torch.nn.Module):
+    """A plain DeepONet-like module that uses y: aligned (q, d) or per function (n, q, d)."""
+
+    def __init__(self, m, d, p):
+        super().__init__()
+        self.branch, self.trunk = torch.nn.Linear(m, p), torch.nn.Linear(d, p)
+        self.register_buffer("scale", torch.rand(1))
+
+    def forward(self, u, y):
+        b, t = self.branch(u), torch.tanh(self.trunk(y))  # (n, p); (q, p) or (n, q, p)
+        out = b @ t.T if y.dim() == 2 else torch.einsum("np,nqp->nq", b, t)
+        return self.scale * out
+
+
+def _dense(spec, shapes):
+    return _Dense([shapes["sensors"], spec["width"], spec["width"], shapes["queries"]])
+
+
+def _basis(spec, shapes):
+    return _Basis(shapes["sensors"], shapes["y_dim"], spec["width"])
+
+
+DENSE_SPEC = {"name": "dense", "width": 6}
+DENSE_SHAPES = {"sensors": 5, "y_dim": 1, "queries": 3}
+
+
+def test_vmapped_member_equals_its_plain_module_run_alone():
+    model = vmapped(_dense)(DENSE_SPEC, DENSE_SHAPES, _generators(0, 1, 2), torch.float64)
+    u, y = torch.randn(3, 7, 5, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
+    out = model(u, y)  # (S, n, q)
+    assert out.shape == (3, 7, 3) and members(model) == 3
+    for i, seed in enumerate([0, 1, 2]):
+        plain = build_member(_dense, DENSE_SPEC, DENSE_SHAPES, *_generators(seed), torch.float64)
+        state = dict(zip(model.names, model.stacked, strict=True))
+        for name, p in plain.named_parameters():  # member i holds seed i's weights
+            torch.testing.assert_close(state[name][i], p, rtol=0, atol=0)
+        torch.testing.assert_close(out[i], plain(u[i], y), rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(out[i], model.member(i)(u[i], y), rtol=1e-14, atol=1e-14)
+
+
+def test_vmapped_members_differ_and_leave_the_global_rng_alone():
+    before = torch.random.get_rng_state()
+    model = vmapped(_dense)(DENSE_SPEC, DENSE_SHAPES, _generators(0, 1), torch.float32)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert not torch.equal(model.stacked[0][0], model.stacked[0][1])
+    model(torch.randn(2, 4, 5), torch.zeros(3, 1))[0].sum().backward()
+    assert all(p.grad[1].abs().max() == 0 for p in model.parameters())
+
+
+def test_vmapped_module_reads_aligned_and_per_function_query_points_and_buffers():
+    shapes = {"sensors": 5, "y_dim": 2, "queries": 4}
+    model = vmapped(_basis)({"width": 3}, shapes, _generators(0, 1), torch.float64)
+    u, y = torch.randn(2, 6, 5, dtype=torch.float64), torch.rand(4, 2, dtype=torch.float64)
+    aligned = model(u, y)
+    torch.testing.assert_close(model(u, y.expand(2, 6, 4, 2)), aligned)
+    for i in range(2):
+        torch.testing.assert_close(aligned[i], model.member(i)(u[i], y))
+    assert params_per_member(model) == (5 * 3 + 3) + (2 * 3 + 3)  # the buffer is no parameter
+
+
+def test_vmapped_flops_are_the_hand_count_of_a_dense_network():
+    model = vmapped(_dense)(DENSE_SPEC, DENSE_SHAPES, _generators(0), torch.float32)
+    n = 11  # 2 FLOPs per multiply-add of 5 -> 6 -> 6 -> 3; biases and tanh not counted
+    assert model.flops(n, 3) == 2 * n * (5 * 6 + 6 * 6 + 6 * 3)
+    hand_batched = BatchedMLP([5, 6, 6, 3], "tanh", _generators(0))
+    assert hand_batched.flops(n) - model.flops(n, 3) == n * (6 + 6 + 3)  # its bias adds
+    basis = vmapped(_basis)(
+        {"width": 3}, {"sensors": 5, "y_dim": 2, "queries": 4}, _generators(0), torch.float32
+    )
+    assert basis.flops(n, 4) == 2 * (n * 5 * 3 + 4 * 2 * 3 + n * 3 * 4)
+    assert basis.flops(n, 4, aligned=False) == 2 * (n * 5 * 3 + n * 4 * 2 * 3 + n * 4 * 3)
+
+
+def test_vmapped_model_can_be_linearized():
+    model = vmapped(_dense)(DENSE_SPEC, DENSE_SHAPES, _generators(0, 1), torch.float64)
+    u, y = torch.randn(2, 4, 5, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
+    expected = model(u, y)
+    linear = linearized.wrap(model)
+    torch.testing.assert_close(linear(u, y), expected)  # at theta = theta0
+    assert linear.flops(4, 3) == 3 * model.flops(4, 3)
+
+
+def _splits(seeds, n, m, q, n_val=0):
+    """Random train/val/test splits (S, n, m) -> (S, n, q) at q shared points."""
+    g = torch.Generator().manual_seed(7)
+    y = torch.zeros(q, 1, dtype=torch.float64)
+
+    def split(rows):
+        u = torch.randn(seeds, rows, m, generator=g, dtype=torch.float64)
+        return Split(u, y, torch.sin(u[..., :q]) + 0.1 * u[..., :q] ** 2)
+
+    return {"train": split(n), "val": split(n_val), "test": split(4)}
+
+
+def test_vmapped_training_in_the_engine_equals_training_each_plain_module_alone():
+    recipe = cfg.validate_study(tiny_config())["train"] | {
+        "steps": 30,
+        "lr": 0.01,
+        "log_every": 5,
+        "eval_every": 5,
+        "dtype": "float64",
+    }
+    members = train.Members.of({"seeds": [0, 1], "data": {"n_train": 12}, "train": recipe})
+    data = members.select(_splits(2, 12, 5, 3))
+    model = vmapped(_dense)(DENSE_SPEC, DENSE_SHAPES, members.generators(), torch.float64)
+    trainer = train.Trainer(model, data, recipe, members)
+    trainer.run()
+    u, y, s = data["train"]
+    for i, generator in enumerate(members.generators()):  # each member alone, plain PyTorch
+        plain = build_member(_dense, DENSE_SPEC, DENSE_SHAPES, generator, torch.float64)
+        optimizer = torch.optim.AdamW(plain.parameters(), lr=recipe["lr"], weight_decay=0.0)
+        losses = []
+        for _ in range(recipe["steps"]):
+            optimizer.zero_grad()
+            loss = (plain(u[i], y) - s[i]).square().mean()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        np.testing.assert_allclose(trainer.loss_curve[i], losses[4::5], rtol=1e-10)
+        assert trainer.final_loss[i] == pytest.approx(losses[-1], rel=1e-10)
+        state = dict(zip(model.names, model.parameters(), strict=True))
+        for name, p in plain.named_parameters():
+            torch.testing.assert_close(state[name][i], p.detach(), rtol=1e-9, atol=1e-11)
+    assert (trainer.loss_curve[:, -1] < trainer.loss_curve[:, 0]).all()
+    flops = train.training_flops(model, data, recipe, members, trainer.steps_trained)
+    assert (flops == 30 * 3 * 2 * 12 * (5 * 6 + 6 * 6 + 6 * 3)).all()

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from opscale import plugins
+
 # The checkout this module runs from (editable installs); meaningless in an installed wheel,
 # which finds what it needs at run time through the package (its data files, below).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,10 +40,39 @@ class ConfigError(ValueError):
     """A study config that fails validation; the message lists every problem by key."""
 
 
+# Enums of registered names: the schema file lists the package's own, and the names of
+# installed entry points of each group are appended at load time (``opscale.plugins``).
+PLUGIN_ENUMS = {"model.name": plugins.GROUPS["models"], "problem.name": plugins.GROUPS["problems"]}
+
+
 @functools.cache
 def load_schema() -> dict:
-    """The study schema as a dict (cached)."""
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The study schema as a dict (cached), with the registered names of plugins' entries."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    for path, group in PLUGIN_ENUMS.items():
+        node = schema
+        for key in path.split("."):
+            node = node["properties"][key]
+        node["enum"] += [name for name in plugins.names(group) if name not in node["enum"]]
+    return schema
+
+
+@functools.cache
+def schema_file() -> Path:
+    """A file holding ``load_schema()`` for ``snakemake.utils.validate`` (which reads files).
+
+    The package's schema file itself when no plugin adds a name; otherwise a copy with
+    the plugins' names, written once per process to a temporary folder.
+    """
+    schema = load_schema()
+    if schema == yaml.safe_load(SCHEMA_PATH.read_text()):
+        return SCHEMA_PATH
+    import json
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="opscale-schema-")) / "config.schema.json"
+    path.write_text(json.dumps(schema))
+    return path
 
 
 def load(path: str | Path) -> dict:
@@ -117,7 +148,7 @@ def validate_study(config: dict, source: str = "config") -> dict:
     from snakemake.utils import validate
 
     try:
-        validate(config, str(SCHEMA_PATH), set_default=True)
+        validate(config, str(schema_file()), set_default=True)
     except WorkflowError:
         raise ConfigError(_report(source, schema_errors(config))) from None
     problems = sweep_errors(config)

@@ -3,7 +3,13 @@
 A record (``Problem``) names the builder of the problem's data file, its intrinsic input
 dimension, its output dimension and the files its data are read from; ``PROBLEMS`` holds
 one per name of the schema's ``problem.name`` enum (``tests/test_problems.py`` checks
-that they agree). To add a problem, add its record here and its keys to the schema.
+that they agree). To add a problem to the package, add its record here and its keys to
+the schema. A user's package adds an operator without editing this one: its solver
+``(u, x, problem) -> s`` and a record ``operator("mypkg.solvers:heat", d2=1)``, named by
+an entry point of the group ``opscale.problems`` (``opscale.plugins``), which
+``PROBLEMS`` reads the first time it is read; the schema's ``problem.name`` enum takes the
+entry points' names. Such an operator takes the operators' settings (inputs, sensors,
+queries, query_points, ...).
 
 This module imports nothing heavy (no numpy, scipy or xarray): Snakemake imports it at
 parse time for the files a data job reads (``problem_files``). Builders and solvers are
@@ -18,6 +24,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from opscale.plugins import GROUPS, Registry
 
 
 def load(ref: str) -> Callable:
@@ -93,14 +101,28 @@ def _constant(value: int) -> Callable[[dict], int]:
     return lambda problem: value
 
 
-def _operator(solver: str, d2: int) -> Problem:
-    """An operator: inputs from an input family, solved by ``operators.<solver>``."""
+def operator(solver: str, d2: int) -> Problem:
+    """An operator: inputs from an input family, solved by `solver`.
+
+    Parameters
+    ----------
+    solver : str
+        ``"module:function"`` of its solver ``(u, x, problem) -> s`` (see
+        ``opscale.problems.operators``), imported when data are built.
+    d2 : int
+        Dimension of its output domain (1: outputs on [0, 1]; 2: on (x, t)).
+    """
     return Problem(
         build="opscale.problems.operator_data:build",
         intrinsic_dim=_family_dim,
         output_dim=_constant(d2),
-        solve=f"opscale.problems.operators:{solver}",
+        solve=solver,
     )
+
+
+def _operator(solver: str, d2: int) -> Problem:
+    """One of the package's operators, solved by ``operators.<solver>``."""
+    return operator(f"opscale.problems.operators:{solver}", d2)
 
 
 def _scalar_task(module: str) -> Problem:
@@ -108,7 +130,7 @@ def _scalar_task(module: str) -> Problem:
     return Problem(f"opscale.problems.{module}:build", lambda p: p["dim"], _constant(0))
 
 
-PROBLEMS = {
+BUILTIN = {
     "antiderivative": _operator("antiderivative", d2=1),
     "abs_antiderivative": _operator("abs_antiderivative", d2=1),
     "nonlinear_ode": _operator("nonlinear_ode", d2=1),
@@ -127,8 +149,21 @@ PROBLEMS = {
     "subspace_regression": _scalar_task("regression"),
     "tanh_teacher": _scalar_task("teacher"),
 }
-# Names of the problems that are operators (those with a solver).
-OPERATORS = tuple(name for name, problem in PROBLEMS.items() if problem.solve)
+
+
+def _check(value) -> str | None:
+    if not isinstance(value, Problem):
+        return (
+            f"names a {type(value).__name__}, not a Problem record "
+            "(write opscale.problems.registry.operator('module:solver', d2=...))"
+        )
+    return None
+
+
+# Every problem: the package's own, then those of entry points (added when first read).
+PROBLEMS = Registry(GROUPS["problems"], BUILTIN, _check)
+# Names of the package's own problems that are operators (those with a solver).
+OPERATORS = tuple(name for name, problem in BUILTIN.items() if problem.solve)
 
 
 def generate(spec: dict):

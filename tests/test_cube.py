@@ -148,3 +148,45 @@ def test_collect_builds_the_grid_and_marks_missing_points(tmp_path):
     assert "(model.width)" in result.width.attrs["long_name"]
     point = cube.read(paths[0])
     np.testing.assert_array_equal(result.test_rel_l2.sel(width=4, n_train=8), point.test_rel_l2)
+
+
+def _sized_point(tmp_path, coords: dict, n_params: int):
+    """A point file at `coords` (dotted path -> value) whose models have `n_params`."""
+    results = _results() | {"n_params": np.full(2, n_params)}
+    path = tmp_path / ("-".join(f"{k}{v}" for k, v in coords.items()) + ".nc")
+    cube.write(cube.point_dataset(results, SPEC, coords, {"seed": SPEC["seeds"]}), path)
+    return str(path)
+
+
+def test_n_params_is_a_coordinate_of_the_model_axis_known_where_a_point_is_missing(tmp_path):
+    points = [  # width 8 trained at n = 8 only: its n = 16 point is missing
+        _sized_point(tmp_path, {"model.width": w, "data.n_train": n}, 10 * w * w)
+        for w, n in [(4, 8), (4, 16), (8, 8)]
+    ]
+    config = {"sweep": {"model.width": [4, 8], "data.n_train": [8, 16]}}
+    result = cube.collect(points, config)
+    assert "n_params" in result.coords and "n_params" not in result.data_vars
+    assert result.n_params.dims == ("width",) and result.n_params.dtype == np.int64
+    assert result.n_params.values.tolist() == [160, 640]
+    assert result.n_params.attrs == POINT_SCHEMA["n_params"].attrs
+    assert int(result.status.sel(width=8, n_train=16, seed=0)) == cube.MISSING
+
+
+def test_n_params_keeps_a_non_model_axis_it_varies_along(tmp_path):
+    # problem.sensors changes the sensor layer's size: N depends on it, the seed does not
+    points = [
+        _sized_point(tmp_path, {"model.width": w, "problem.sensors": m}, w * (m + 1))
+        for w in (4, 8)
+        for m in (10, 20)
+    ]
+    config = {"sweep": {"model.width": [4, 8], "problem.sensors": [10, 20]}}
+    result = cube.collect(points, config)
+    assert result.n_params.dims == ("width", "sensors")
+    assert result.n_params.values.tolist() == [[44, 84], [88, 168]]
+
+
+def test_n_params_of_a_model_never_trained_is_nan(tmp_path):
+    points = [_sized_point(tmp_path, {"model.width": 4}, 160)]
+    result = cube.collect(points, {"sweep": {"model.width": [4, 8]}})
+    assert result.n_params.dims == ("width",)
+    assert result.n_params.sel(width=4) == 160 and np.isnan(result.n_params.sel(width=8))

@@ -297,7 +297,7 @@ def _study_cube(flip_linearized_ranking=False):
             ),
         },
     )
-    return ds
+    return cube.model_coords(ds, ["linearized", "width"])  # n_params as collect lays it out
 
 
 def test_the_analysis_recovers_planted_ratios_rankings_and_alignments():

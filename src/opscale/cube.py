@@ -9,7 +9,9 @@ swept job axis is a scalar coordinate named by its axis name (``model.width`` ->
 ``width``).
 
 Study cube (``collect``): the same variables on dims = sweep axes + seed (+ step);
-points not (yet) trained are NaN with status ``missing``.
+points not (yet) trained are NaN with status ``missing``. ``n_params`` is a coordinate
+of the model axes (``schema.MODEL_COORDS``): on the ``model.*`` axes, and on another
+axis only where it varies along it (``model_coords``).
 
 Every variable and coordinate has ``long_name`` and ``units``; every file carries the
 resolved config (JSON), the opscale version and the git commit in its attributes.
@@ -31,7 +33,7 @@ import xarray as xr
 
 from opscale import __version__
 from opscale.config import REPO_ROOT, axis_name, schema_at
-from opscale.schema import POINT_SCHEMA, Variable
+from opscale.schema import MODEL_COORDS, POINT_SCHEMA, Variable
 
 OK, DIVERGED, MISSING = 0, 1, 2
 STATUS_MEANINGS = "ok diverged missing"
@@ -78,8 +80,9 @@ def point_dataset(
 ) -> xr.Dataset:
     """The point file of one trained job from its per-member result arrays.
 
-    `results` maps every name of ``POINT_SCHEMA`` but the per-member coordinates to its
-    values (the errors, training record, ``step`` and ``eval``). `coords` maps the
+    `results` maps every name of ``POINT_SCHEMA`` but the per-member coordinates of
+    `members` to its values (the errors, training record, ``n_params``, ``step`` and
+    ``eval``). `coords` maps the
     dotted path of each swept job axis to the job's value; each becomes a scalar
     coordinate named by its axis name (``model.width`` -> ``width``). `members` maps
     coordinate names to per-member values (``seed``, and ``n_train`` when the job trains
@@ -202,6 +205,7 @@ def collect(paths: list[str], config: dict) -> xr.Dataset:
     cube = cube.reindex({name: values for name, (_, values) in sweep.items()})
     cube["status"] = cube["status"].fillna(MISSING)
     cube = cube.transpose(*names, "seed", ...)
+    cube = model_coords(cube, [name for name, (path, _) in sweep.items() if is_model(path)])
     for name, (path, _) in sweep.items():
         cube[name].attrs = axis_attrs(path)
     cube.attrs = {
@@ -280,6 +284,36 @@ def off_grid(ds: xr.Dataset, sweep: dict[str, tuple[str, list]]) -> str | None:
             shown = ", ".join(strays)
             return f"not on the study's grid: {name} = {shown}, not one of {path}: {values}"
     return None
+
+
+def is_model(path: str) -> bool:
+    """Whether a swept setting is a model axis (``model.width``, ``model.name``, ...)."""
+    return path.startswith("model.")
+
+
+def model_coords(cube: xr.Dataset, model_dims: list[str]) -> xr.Dataset:
+    """`cube` with each of ``MODEL_COORDS`` a coordinate on the dims it depends on.
+
+    Those are `model_dims` (the model axes) and any other dim along which its values
+    differ (a swept ``problem.sensors`` changes the sensor layer); along the rest (seed,
+    n_train) it is constant and those dims are dropped. A model not trained anywhere on
+    the grid has NaN; with none missing the values are integers again.
+    """
+    for name in MODEL_COORDS:
+        if name in cube.variables:
+            cube = cube.assign_coords({name: _on_varying_dims(cube[name].variable, model_dims)})
+    return cube
+
+
+def _on_varying_dims(values: xr.Variable, keep: list[str]) -> xr.Variable:
+    """`values` without the dims but `keep` along which it is constant (NaN: not known)."""
+    for dim in values.dims:
+        if dim not in keep and not bool((values.max(dim) > values.min(dim)).any()):
+            values = values.max(dim)  # skips NaN: a missing model takes its trained twins'
+    finite = np.isfinite(values.values).all()
+    if finite and np.issubdtype(values.dtype, np.floating) and (values.values % 1 == 0).all():
+        values = values.astype("int64")
+    return values
 
 
 def _unstack(stacked: xr.Dataset, names: list[str]) -> xr.Dataset:

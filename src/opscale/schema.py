@@ -9,6 +9,22 @@ sweep axes and ``seed``. A measure (``opscale.measures``) declares its own varia
 same way, in its module's ``VARIABLES``. ``python -m opscale.schema`` prints the table
 that README.md shows. Import-light (no numpy, torch or xarray): Snakemake and the docs
 may import it.
+
+Units are UDUNITS-2 strings, as CF asks (``tests/test_units.py`` parses every ``units``
+of a real point file, cube and data file with cf-units):
+
+- ``"1"``: dimensionless, which covers counts (steps, parameters, functions) and FLOP
+  counts: UDUNITS has no FLOP unit, so FLOPs are ``"1"`` and their ``long_name`` says
+  FLOP; and the operator's inputs and outputs, which every data file stores
+  dimensionless, so errors and losses of s (``test_linf``, ``final_loss``) are ``"1"``
+  too;
+- ``"s"``: seconds (``wall_time``), never "the units of s".
+
+``n_params`` labels a model, not a measurement: a coordinate of the point file's
+``member`` and, in the cube, of the model axes. ``cube.collect`` puts it on the sweep
+dims it varies along (``MODEL_COORDS``): always the ``model.*`` axes, and any other
+axis (``problem.sensors`` changes the sensor layer's size) only where its values
+differ along it; never ``seed`` or ``n_train`` unless they change it.
 """
 
 from __future__ import annotations
@@ -45,11 +61,18 @@ class Variable:
 
 
 MEMBER = ("member",)  # the dims of a per-model value
+# Coordinates that label a model by its architecture: in the cube each is on the model
+# axes and the other axes it varies along (see the module docstring; cube.collect).
+MODEL_COORDS = ("n_params",)
 SPLITS = {"train": "training", "val": "validation", "test": "test"}  # split: its long name
 # Errors evaluated after training, per metric: (long_name template, units, splits stored).
 ERRORS = {
     "rel_l2": ("relative L2 error on the {} functions (mean over functions)", "1", tuple(SPLITS)),
-    "linf": ("max-norm error on the {} functions (mean over functions)", "units of s", ("test",)),
+    "linf": (
+        "max-norm error on the {} functions (mean over functions; in the units of s)",
+        "1",
+        ("test",),
+    ),
 }
 
 
@@ -72,17 +95,21 @@ POINT_SCHEMA: dict[str, Variable] = {
     **_errors(),
     "status": Variable(MEMBER, "training outcome", "1"),
     "best_step": Variable(
-        MEMBER, "step of the best validation error (the reported state)", "steps"
+        MEMBER, "step of the best validation error (the reported state; a count)", "1"
     ),
-    "final_loss": Variable(MEMBER, "training loss (MSE) at the last step", "units of s squared"),
-    "steps_trained": Variable(MEMBER, "optimisation steps taken before the model stopped", "steps"),
+    "final_loss": Variable(
+        MEMBER, "training loss (MSE, in the units of s squared) at the last step", "1"
+    ),
+    "steps_trained": Variable(
+        MEMBER, "optimisation steps taken before the model stopped (a count)", "1"
+    ),
     "loss_curve": Variable(
-        (*MEMBER, "step"), "training loss (MSE) during training", "units of s squared"
+        (*MEMBER, "step"), "training loss (MSE, in the units of s squared) during training", "1"
     ),
     "val_curve": Variable((*MEMBER, "eval"), "relative L2 validation error during training", "1"),
-    "n_params": Variable(MEMBER, "trainable parameters per model (N)", "1"),
+    "n_params": Variable(MEMBER, "trainable parameters per model (N)", "1", coord=True),
     "train_flops": Variable(
-        MEMBER, "training FLOPs per model (forward + backward, full batch)", "FLOP"
+        MEMBER, "training FLOP count per model (forward + backward, full batch)", "1"
     ),
     "wall_time": Variable(MEMBER, "wall time of the whole group's job (all members at once)", "s"),
     "seed": Variable(MEMBER, "repetition seed (data draw and initialisation)", "1", coord=True),
@@ -94,8 +121,8 @@ POINT_SCHEMA: dict[str, Variable] = {
         MEMBER, "decoupled weight decay (AdamW)", "1", coord=True, required=False
     ),
     # indexed by step number, so points trained with different budgets align in a cube
-    "step": Variable(("step",), "optimisation step of the loss curve", "steps", coord=True),
-    "eval": Variable(("eval",), "optimisation step of the validation checks", "steps", coord=True),
+    "step": Variable(("step",), "optimisation step of the loss curve", "1", coord=True),
+    "eval": Variable(("eval",), "optimisation step of the validation checks", "1", coord=True),
 }
 
 

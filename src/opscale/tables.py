@@ -6,6 +6,14 @@ variables ``<name>_<column>`` on dimension ``name``; the exponent table ``row`` 
 unprefixed. ``table(fits, name)`` reads one back as a DataFrame: this module is the only
 fit code that plots and analyses import. ``markdown_table`` renders a table the way every
 section of fit.md shows it (through tabulate).
+
+Every column says what it is, for ``xarray.open_dataset("fit.nc")`` users: attributes
+``long_name`` (``COLUMNS``, per table in ``TABLE_COLUMNS``), ``table`` and ``column``
+(the table it belongs to and its name there), and ``units`` ``"1"`` on numeric columns
+(every number of a fit is dimensionless: exponents, relative errors, counts of models,
+parameters, functions and FLOPs); the dataset's ``tables`` attribute (JSON) describes
+each table (``TABLES``). An analysis' table without descriptions here is named by its
+table and column.
 """
 
 from __future__ import annotations
@@ -35,6 +43,141 @@ TABLE_ORDER = (
     "excluded",
     "note",
 )
+# What one row of each table is (fit.nc's ``tables`` attribute).
+TABLES = {
+    EXPONENTS: "exponent estimates: one row per group, law (robust; OLS: data, model, joint) "
+    "and term, with the theory's prediction, the convergence diagnostics and the verdict",
+    "parameter": "parameters of the fitted laws: the robust law's E, A, alpha, B, beta and "
+    "the FLOPs law's log k, a, b, one row per group, law and parameter",
+    "slope": "per group and axis: the robust law's asymptotic exponent next to the local "
+    "slope -d log err / d log x over the sampled models",
+    "shape": "shape claims across groups: how the exponents change with the dimension b",
+    "comparison": "alternative laws ranked by AIC and BIC, one row per group and law",
+    "backtest": "extrapolation backtest: the largest value of an axis held out and "
+    "predicted, one row per group, held-out axis, method and held-out grid point",
+    "allocation": "compute-optimal (N, n) and error at each training budget (robust law "
+    "and FLOPs law), one row per group and budget",
+    "curve": "the robust law's fitted error along each axis with its band, for the figures",
+    "excluded": "models left out of the fits, with the reason",
+    "note": "steps that could not run for a group, with the reason",
+}
+_INTERVAL = "{} end of the confidence interval (level: the dataset's confidence attribute)"
+# long_name of a column, whatever the table of the fit (TABLE_COLUMNS overrides).
+COLUMNS = {
+    "group": "fit group: the values of its grouping axes (all: the study is one group)",
+    "law": "fitted law",
+    "term": "term of the law: log_N (model size N) or log_n (data size n)",
+    "estimate": "estimate of the parameter",
+    "ci_low": _INTERVAL.format("lower"),
+    "ci_high": _INTERVAL.format("upper"),
+    "identified": "yes: identified; no: at a bound or without an interval (no verdict)",
+    "censored": "end of the interval censored by a bound: lower, upper, both or empty",
+    "bound_low": "lower bound of the parameter in the fit",
+    "bound_high": "upper bound of the parameter in the fit",
+    "share_at_low": "share of the bootstrap draws at the lower bound",
+    "share_at_high": "share of the bootstrap draws at the upper bound",
+    "no_interval": "why there is no interval (empty: there is one)",
+    "method": "how it was estimated",
+    "n_obs": "models fitted",
+    "verdict": "verdict on the measured value against the theory",
+    "reason": "why",
+}
+TABLE_COLUMNS = {
+    EXPONENTS: {
+        "exponent": "measured exponent (err ~ x^-exponent)",
+        "std_err": "standard error of the exponent",
+        "n_clusters": "clusters of the fit (seeds)",
+        "r_squared": "R squared of the fit of log err",
+        "intrinsic_dim": "intrinsic dimension b of the inputs (NaN: not known)",
+        "output_dim": "dimension d2 of the output domain",
+        "theory": "the theory's prediction compared with (opscale.theory)",
+        "theory_exponent": "the theory's exponent (a bound's rate)",
+        "theory_formula": "the theory's rate as a formula",
+        "assumptions": "what the theory's bound assumes",
+        "at_budget_share": "share of the group's models whose best step is at their budget's end",
+        "models_at_budget": "models at their budget's end, of all the group's models",
+        "test_train_ratio": "median ratio of test to training error of the group's models",
+    },
+    "parameter": {"name": "parameter of the law"},
+    "slope": {
+        "exponent": "the robust law's asymptotic exponent",
+        "exponent_low": "lower end of its confidence interval",
+        "exponent_high": "upper end of its confidence interval",
+        "local_slope": "the robust law's mean local slope -d log err / d log x over the models",
+        "local_low": "lower end of its confidence interval",
+        "local_high": "upper end of its confidence interval",
+        "ols_slope": "the joint OLS slope (an average local slope)",
+        "ols_low": "lower end of its confidence interval",
+        "ols_high": "upper end of its confidence interval",
+        "spread_low": "smallest local slope across the compared laws",
+        "spread_high": "largest local slope across the compared laws",
+        "spread_laws": "compared laws with a local slope",
+    },
+    "shape": {
+        "axis": "axis of the exponent",
+        "statement": "the claim tested",
+        "slope": "fitted slope of the exponent (or its inverse) on b",
+        "slope_low": "lower end of its confidence interval",
+        "slope_high": "upper end of its confidence interval",
+        "claimed": "the slope the claim states",
+        "groups": "groups (exponents) the claim is tested on",
+        "dimensions": "the values of b",
+        "verdict": "holds, does not hold, or not shown",
+    },
+    "comparison": {
+        "formula": "the law as a formula",
+        "params": "parameters of the law (the noise variance included)",
+        "rss": "residual sum of squares of log err",
+        "aic": "Akaike information criterion",
+        "bic": "Bayesian information criterion",
+        "at_bound": "parameters at a bound",
+        "slope_log_N": "the law's mean local slope in N",
+        "slope_log_n": "the law's mean local slope in n",
+        "delta_aic": "AIC minus the group's smallest",
+        "delta_bic": "BIC minus the group's smallest",
+        "evidence": "the evidence for the law against the best by AIC",
+    },
+    "backtest": {
+        "held_out": "the axis whose largest value is held out",
+        "method": "the law that predicts it (robust or joint OLS)",
+        "N": "model size N (parameters) of the held-out grid point",
+        "n": "data size n (training functions) of the held-out grid point",
+        "measured": "median error of the held-out models over seeds",
+        "predicted": "the error predicted without them",
+        "pi_low": "lower end of the prediction interval",
+        "pi_high": "upper end of the prediction interval",
+        "rel_error": "predicted / measured - 1",
+        "inside": "held-out models inside the prediction interval",
+        "models": "held-out models at the point",
+        "train_models": "models the law was fitted to",
+    },
+    "allocation": {
+        "budget": "training budget C (a FLOP count)",
+        "N_opt": "compute-optimal model size N at the budget",
+        "n_opt": "compute-optimal data size n at the budget",
+        "err_opt": "predicted error at the optimum",
+        "N_low": "lower end of the interval of N_opt",
+        "n_low": "lower end of the interval of n_opt",
+        "err_low": "lower end of the interval of err_opt",
+        "N_high": "upper end of the interval of N_opt",
+        "n_high": "upper end of the interval of n_opt",
+        "err_high": "upper end of the interval of err_opt",
+        "extrapolated": "yes: the optimum lies outside the trained grid",
+        "best_measured_N": "N of the best measured grid point within the budget",
+        "best_measured_n": "n of the best measured grid point within the budget",
+        "best_measured_err": "median error of the best measured grid point within the budget",
+    },
+    "curve": {
+        "x_axis": "the axis along which the curve runs (N or n)",
+        "other": "the value of the other axis",
+        "x": "the value on the axis",
+        "fitted": "the robust law's error",
+        "low": "lower end of the band",
+        "high": "upper end of the band",
+    },
+    "excluded": {"model": "the model left out", "fits": "the fits it is left out of"},
+    "note": {"step": "the step that could not run"},
+}
 # GitHub-flavoured Markdown, one space around each cell, no column padding
 _MARKDOWN = TableFormat(
     lineabove=None,
@@ -49,21 +192,53 @@ _MARKDOWN = TableFormat(
 
 
 def tables_dataset(tables: dict[str, list[dict]]) -> xr.Dataset:
-    """Every table (name -> rows) as one dataset: exponents, the fit's, then the others."""
+    """Every table (name -> rows) as one dataset: exponents, the fit's, then the others.
+
+    Each variable carries ``long_name``, ``table``, ``column`` (and ``units`` if numeric);
+    the dataset's ``tables`` attribute describes the tables it holds (JSON).
+    """
     ds = _table_dataset(pd.DataFrame(tables.get(EXPONENTS, [])), EXPONENTS, prefix="")
     extra = [name for name in tables if name not in (*TABLE_ORDER, EXPONENTS)]
     for name in (*TABLE_ORDER, *extra):  # the fit's tables, then the analyses'
         ds = ds.merge(_table_dataset(pd.DataFrame(tables.get(name, [])), name))
+    held = dict.fromkeys(ds[v].attrs["table"] for v in ds.data_vars)
+    ds.attrs["tables"] = json.dumps({name: table_description(name) for name in held})
     return ds
 
 
+def table_description(name: str) -> str:
+    """What one row of table `name` is (an analysis' table: whose it is)."""
+    if name in TABLES:
+        return TABLES[name]
+    analysis = name.split("_", 1)[0]
+    return f"table {name!r} of the {analysis} analysis (see opscale.analyses.{analysis})"
+
+
+def column_attrs(name: str, column: str, values: np.ndarray) -> dict:
+    """The attributes of `column` of table `name`: long_name, table, column, units."""
+    long_name = TABLE_COLUMNS.get(name, {}).get(column)
+    if long_name is None:
+        long_name = COLUMNS.get(column) if name in TABLES else None
+    attrs = {"long_name": long_name or f"{column} ({name} table)", "table": name}
+    attrs["column"] = column
+    if np.issubdtype(values.dtype, np.number) or values.dtype == bool:
+        attrs["units"] = "1"  # every number of a fit is dimensionless (module docstring)
+    return attrs
+
+
 def _table_dataset(frame: pd.DataFrame, name: str, prefix: str | None = None) -> xr.Dataset:
-    """A table as variables `<prefix><column>` on dimension `name`."""
+    """A table as variables `<prefix><column>` on dimension `name`, described."""
     if frame.empty:
         return xr.Dataset()
     prefix = f"{name}_" if prefix is None else prefix
-    frame = frame.rename(columns=lambda c: f"{prefix}{c}").rename_axis(name).reset_index(drop=True)
-    return xr.Dataset({c: (name, _column(frame[c])) for c in frame.columns})
+    frame = frame.rename_axis(name).reset_index(drop=True)
+    columns = {c: _column(frame[c]) for c in frame.columns}
+    return xr.Dataset(
+        {
+            f"{prefix}{c}": (name, values, column_attrs(name, str(c), values))
+            for c, values in columns.items()
+        }
+    )
 
 
 def _column(values: pd.Series) -> np.ndarray:

@@ -139,7 +139,9 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
 
 VARIABLES = {
     "iteration_error": Variable((*MEMBER, "k_eval"), "test relative L2 error at K_eval", "1"),
-    "residual": Variable((*MEMBER, "iteration"), "residual ||y_k - y_(k-1)|| (RMS over test)", "s"),
+    "residual": Variable(
+        (*MEMBER, "iteration"), "residual ||y_k - y_(k-1)|| (RMS over test, in the units of s)", "1"
+    ),
     "block_lipschitz": Variable(
         (*MEMBER, "iteration"), "local Lipschitz constant of block k in y", "1"
     ),

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from opscale.problems.layout import SPLITS
+from opscale.problems.layout import SPLITS, part, read
 
 
 class Split(NamedTuple):
@@ -26,21 +26,12 @@ class Split(NamedTuple):
 
 def load_splits(path, dtype, device="cpu") -> dict[str, Split]:
     """The train, val and test splits of a data file as tensors."""
-    with xr.open_dataset(path) as ds:
-        ds = ds.load()
-    split = ds["split"].values
+    ds = read(path)
 
     def tensor(values):
         return torch.as_tensor(np.ascontiguousarray(values), dtype=dtype, device=device)
 
-    def points(mask):
-        return tensor(ds.y.values if "sample" not in ds.y.dims else ds.y.values[:, mask])
+    def split(data: xr.Dataset) -> Split:  # y: shared (q, y_dim) or per function
+        return Split(tensor(data.u.values), tensor(data.y.values), tensor(data.s.values))
 
-    return {
-        name: Split(
-            tensor(ds.u.values[:, split == name]),
-            points(split == name),
-            tensor(ds.s.values[:, split == name]),
-        )
-        for name in SPLITS
-    }
+    return {name: split(part(ds, name)) for name in SPLITS}

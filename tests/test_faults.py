@@ -13,6 +13,7 @@ import copy
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import yaml
 
 from opscale import cube, grid, resources, status
 from opscale.config import ConfigError, set_path, validate_study
-from tests.helpers import REPO, run_snakemake, tiny_config, write_config
+from tests.helpers import REPO, run_snakemake, snakemake_command, tiny_config, write_config
 
 TARGET = "results/tiny/cube.nc"
 START, END = "<!-- bad-input-table: start -->", "<!-- bad-input-table: end -->"
@@ -300,3 +301,39 @@ def test_collect_refuses_a_point_file_off_the_grid_instead_of_dropping_it(tmp_pa
         cube.collect([str(good), str(stray)], {"sweep": {"model.width": [4, 8]}})
     assert f"{stray}: {reason}" in str(error.value)
     assert str(good) not in str(error.value)
+
+
+LOCKED = (
+    "Error: Directory cannot be locked. Please make sure that no other Snakemake process is "
+    "trying to create the same files in the following directory:"
+)
+
+
+@pytest.mark.workflow
+def test_a_second_run_on_a_running_study_is_refused_and_the_first_completes(tmp_path):
+    # long enough that the first run still holds its lock when the second has parsed
+    study = tiny_config(train={"steps": 400, "eval_every": 50, "log_every": 50, "lr": 0.003})
+    config = write_config(tmp_path / "study.yaml", study)
+    first = subprocess.Popen(
+        snakemake_command(tmp_path, config, TARGET),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    locks = tmp_path / ".snakemake" / "locks"
+    while first.poll() is None and not (locks.is_dir() and any(locks.iterdir())):
+        time.sleep(0.05)
+    second = run_snakemake(tmp_path, config, TARGET, check=False)
+    dry = run_snakemake(tmp_path, config, TARGET, "--dry-run", check=False)  # takes no lock
+    running = first.poll() is None
+    output, _ = first.communicate(timeout=600)
+    assert running, f"the first run ended before the second was refused:\n{output}"
+    assert second.returncode != 0
+    assert LOCKED in second.stderr and str(tmp_path) in second.stderr
+    assert "Execute" not in second.stdout + second.stderr  # it started no job
+    assert dry.returncode == 0 and "Job stats:" in dry.stdout
+    assert first.returncode == 0, output
+    assert (cube.read(tmp_path / TARGET).status == cube.OK).all()
+    assert not locks.exists() or not any(locks.iterdir())  # the first run released its lock
+    again = run_snakemake(tmp_path, config, TARGET)
+    assert "Nothing to be done" in again.stdout + again.stderr

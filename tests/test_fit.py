@@ -14,7 +14,7 @@ from opscale.config import validate_study
 from opscale.markdown import markdown
 from opscale.rng import numpy_rng
 from opscale.scaling import allocation as allocation_module
-from opscale.scaling.fitting import fit_law
+from opscale.scaling.fitting import fit_reported_law
 from opscale.scaling.laws import AdditiveLaw
 from opscale.scaling.observations import TERMS, observations, table_observations
 from tests.helpers import models_cube, planted_table, synthetic_cube
@@ -84,6 +84,9 @@ COVERAGE_CASES = {  # a fast version of benchmarks/fit.py --coverage (see RESULT
     "unreplicated irregular table": lambda rep: table_observations(
         planted_table(rng_seed=1000 + rep), "params", "samples", "loss"
     )[0],
+    "unreplicated irregular table, no floor": lambda rep: table_observations(
+        planted_table(floor=0.0, rng_seed=1000 + rep), "params", "samples", "loss"
+    )[0],
 }
 
 
@@ -93,20 +96,44 @@ def test_bootstrap_intervals_cover_the_truth_near_their_nominal_rate(case):
     # or a far too wide interval fails; the measured coverage is in benchmarks/RESULTS.md.
     settings = fit.fit_settings(validate_study({"study": "x"}), {"refine": 1})
     law = AdditiveLaw(TERMS)
-    truth = np.array([0.05, 0.5, 0.8])  # E, alpha, beta
-    index = [law.names.index(name) for name in ("E", "alpha", "beta")]
-    hits, widths, repetitions = np.zeros(3), [], 100
+    names = ("alpha", "beta") if "no floor" in case else ("E", "alpha", "beta")
+    truth = np.array([{"E": 0.05, "alpha": 0.5, "beta": 0.8}[name] for name in names])
+    index = [law.names.index(name) for name in names]
+    hits, widths, repetitions = np.zeros(len(names)), [], 100
     for rep in range(repetitions):
-        law_fit = fit_law(
-            COVERAGE_CASES[case](rep), law, settings, numpy_rng(rep, "coverage"), resamples=40
-        )
+        rng = numpy_rng(rep, "coverage")
+        law_fit = fit_reported_law(COVERAGE_CASES[case](rep), law, settings, rng, resamples=40)
         low, high = law_fit.interval(law_fit.draws[:, index], 0.95)
         hits += (low <= truth) & (truth <= high)
         widths.append(high - low)
     coverage = hits / repetitions
-    print(f"{case}: coverage of nominal 95% intervals (E, alpha, beta): {coverage}")
+    print(f"{case}: coverage of nominal 95% intervals {names}: {coverage}")
     assert ((coverage >= 0.80) & (coverage <= 0.995)).all(), coverage
     assert (np.min(widths, axis=0) > 0).all()
+
+
+def test_a_floor_at_zero_makes_every_interval_span_the_law_without_it():
+    # No planted floor: E sits on its bound 0, the law with a floor over-states alpha.
+    frame = table_observations(planted_table(floor=0.0), "params", "samples", "loss")[0]
+    settings = fit.fit_settings(validate_study({"study": "x"}), {"refine": 2})
+    law = AdditiveLaw(TERMS)
+    law_fit = fit_reported_law(frame, law, settings, numpy_rng(0, "test"), resamples=100)
+    assert law_fit.spans_no_floor and law_fit.censoring()[0] in ("lower", "both")
+    assert (law_fit.draws[law_fit.source == 1, 0] == 0).all()  # E = 0 in the law without
+    alpha = law_fit.draws[:, law.names.index("alpha")]
+    low, high = law_fit.interval(alpha, 0.95)
+    for k in (0, 1):  # the union of each law's percentile interval
+        part = np.percentile(alpha[law_fit.source == k], [2.5, 97.5])
+        assert low <= part[0] and part[1] <= high
+    assert low <= 0.5 <= high
+    floored = fit_reported_law(
+        table_observations(planted_table(), "params", "samples", "loss")[0],
+        law,
+        settings,
+        numpy_rng(0, "test"),
+        resamples=100,
+    )
+    assert not floored.spans_no_floor  # a floor the data resolve: its law alone
 
 
 def test_ols_fits_every_model_and_says_it_is_a_local_slope():
@@ -281,7 +308,7 @@ def test_fit_confidence_governs_every_interval_and_header(tmp_path):
         text = Path(f"{out}.md").read_text()
         other = "95%" if level == 0.9 else "90%"
         assert f"{100 * level:g}% CI]" in text and f"{100 * level:g}% PI]" in text
-        assert other not in text
+        assert f"{other} CI" not in text and f"{other} PI" not in text
     # OLS (cluster-robust, t with clusters - 1 = 4 df): widths scale as the t quantiles
     ratio = stats.t.ppf(0.95, 4) / stats.t.ppf(0.975, 4)
     for law in ("data", "model", "joint"):
@@ -320,7 +347,7 @@ def test_a_scheme_that_cannot_apply_gives_no_interval_and_says_why(tmp_path):
     fits = fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", settings)
     row = _row(fits, "robust", "log_n")
     assert np.isnan(row.ci_low) and np.isnan(row.ci_high) and row.identified == "no"
-    assert "redraws nothing" in row.no_interval and "no interval" in row.method
+    assert "redraws (almost) nothing" in row.no_interval and "no interval" in row.method
     assert "(no interval)" in (tmp_path / "fit.md").read_text()
 
 
@@ -448,3 +475,46 @@ def test_shape_claims_hold_on_planted_rates_and_fail_on_a_constant_exponent():
     assert set(shape[shape.claimed == "1"].verdict) == {"does not hold"}
     assert shape[shape.claimed == "< 0"].verdict.iloc[0] != "holds"
     assert "Shape across the intrinsic dimension b" in markdown(fits)
+
+
+def test_when_every_model_is_excluded_the_note_counts_and_names_the_causes(tmp_path):
+    # one test output of zero norm made every relative error NaN (0/0): fit.md said only
+    # "neither N nor n varies: nothing to fit", hiding the cause
+    ds = synthetic_cube(seeds=2, widths=(4, 8), n_train=(8, 16))
+    ds["test_rel_l2"][:] = np.nan
+    ds["test_rel_l2"][0, 0, 0] = 0.0
+    ds["status"][1, 1, :] = cube.DIVERGED
+    ds["status"][1, 0, 1] = cube.MISSING
+    cube.write(ds, tmp_path / "cube.nc")
+    fits = fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", FAST)
+    expected = (
+        "all 8 models excluded: 4 have a non-finite test_rel_l2 (NaN or inf), 1 a "
+        "test_rel_l2 <= 0, 2 diverged, 1 missing (not trained); nothing to fit"
+    )
+    assert list(tables.table(fits, "note").reason) == [expected]
+    text = (tmp_path / "fit.md").read_text()
+    assert f"- all, all fits: {expected}" in text and "neither N nor n varies" not in text
+
+
+def test_a_group_whose_models_are_all_excluded_gets_its_own_note():
+    # the other group is fitted; this one used to vanish from the fit without a word
+    ds = _two_dimensions()
+    ds["status"].loc[{"modes": 4}] = cube.DIVERGED
+    fits = fit.fit(ds, FAST)
+    notes = tables.table(fits, "note").query("step == 'all fits'")
+    assert list(notes.group) == ["modes=4"]
+    assert notes.reason.iloc[0].startswith("all 100 models excluded: 0 have a non-finite")
+    assert "100 diverged, 0 missing (not trained); nothing to fit" in notes.reason.iloc[0]
+    assert set(tables.table(fits, "row").query("law == 'robust'").group) == {"modes=2"}
+
+
+def test_a_table_whose_runs_are_all_excluded_says_why():
+    frame = planted_table(rows=12)
+    frame["loss"] = np.nan
+    frame.loc[0, "params"] = 0
+    fits = fit.fit_table(frame, size="params", data="samples", error="loss", **FAST)
+    reasons = list(tables.table(fits, "note").reason)
+    assert reasons == [
+        "all 12 runs excluded: 11 with loss not finite and positive, 1 with params not finite "
+        "and positive; nothing to fit"
+    ]

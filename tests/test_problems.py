@@ -347,6 +347,107 @@ def test_a_blown_up_solution_is_refused_with_the_problem_named():
         _data(tiny_config(sweep={}, problem=problem))
 
 
+# nonlinear_ode on legendre inputs of one mode: u = c, c ~ N(0, 1), a constant, and
+# s' = -s^2 - a (a = -c > 0) has s = -sqrt(a) tan(sqrt(a) x), which blows up at
+# x = pi / (2 sqrt a): inside [0, 1] exactly when c < -pi^2/4 (about 0.7% of draws).
+CONSTANT_INPUTS = SMALL | {"name": "nonlinear_ode", "inputs": {"family": "legendre", "modes": 1}}
+BLOWUP_C = -(np.pi**2) / 4
+MANY = {"n_train": 400, "n_val": 50, "n_test": 100}
+
+
+def test_a_blown_up_series_names_the_series_settings_and_resample():
+    with pytest.raises(ValueError) as error:
+        _data(tiny_config(sweep={}, problem=CONSTANT_INPUTS, data=MANY))
+    message = str(error.value)
+    assert "seed 0, split train" in message and "not finite (it blew up)" in message
+    for key in ("coefficients = 'normal'", "decay = 0.0", "modes = 1"):
+        assert f"problem.inputs.{key}" in message
+    assert "variance" not in message  # a series ignores it
+    assert "problem.on_blowup: resample" in message
+
+
+def test_a_blown_up_grf_names_the_grf_settings():
+    problem = SMALL | {"name": "nonlinear_ode", "inputs": {"family": "grf", "variance": 400.0}}
+    with pytest.raises(ValueError) as error:
+        _data(tiny_config(sweep={}, problem=problem))
+    message = str(error.value)
+    assert "problem.inputs.variance = 400.0" in message
+    assert "problem.inputs.length_scale = 0.2" in message
+    assert "decay" not in message and "problem.on_blowup: resample" in message
+
+
+def test_resample_redraws_exactly_the_blown_up_functions_from_their_own_streams(caplog):
+    data = MANY | {"n_train": 400}
+    problem = CONSTANT_INPUTS | {"on_blowup": "resample"}
+    with caplog.at_level("WARNING", logger="opscale.problems.operator_data"):
+        ds = _data(tiny_config(sweep={}, problem=problem, data=data))
+    redraws, u = ds.redraws.values, ds.u.values
+    assert np.isfinite(ds.s.values).all() and np.isfinite(u).all()
+    count = int((redraws > 0).sum())
+    assert ds.attrs["redrawn_functions"] == count
+    assert f"{count} of 1100 input functions were redrawn" in caplog.text
+    first = {}  # (seed, sample index) -> c of the first draw, from the split's own stream
+    for seed in (0, 1):
+        for split, n in data.items():
+            draws = numpy_rng(seed, "inputs", split[2:]).standard_normal(n)
+            rows = np.flatnonzero(ds.split.values == split[2:])
+            first |= {(seed, int(row)): c for row, c in zip(rows, draws, strict=True)}
+    c_first = np.array([[first[seed, i] for i in range(ds.sizes["sample"])] for seed in (0, 1)])
+    # the closed form: only c < -pi^2/4 can blow up; every c well below it (the blow-up
+    # at x < 0.96) does on this grid
+    assert (c_first[redraws > 0] < BLOWUP_C).all()
+    assert (redraws[c_first < -2.7] > 0).all()
+    assert (c_first < -2.7).sum() <= count <= (c_first < BLOWUP_C).sum() and count >= 5
+    # the untouched functions are their first draws; a redrawn one is the first draw of its
+    # stream (seed, "inputs", split, "redraw", index within the split) that stays finite
+    untouched = redraws == 0
+    np.testing.assert_allclose(
+        u[untouched], np.broadcast_to(c_first[..., None], u.shape)[untouched]
+    )
+    for seed_index, row in np.argwhere(redraws > 0):
+        split = ds.split.values[row]
+        index = row - np.flatnonzero(ds.split.values == split)[0]
+        stream = numpy_rng(int(ds.seed[seed_index]), "inputs", split, "redraw", int(index))
+        c = stream.standard_normal(redraws[seed_index, row])[-1]
+        assert c > BLOWUP_C
+        np.testing.assert_allclose(u[seed_index, row], c)
+
+
+def test_resampled_data_are_deterministic_and_nested():
+    problem = CONSTANT_INPUTS | {"on_blowup": "resample"}
+    large = _data(tiny_config(sweep={}, problem=problem, data=MANY))
+    again = _data(tiny_config(sweep={}, problem=problem, data=MANY))
+    small = _data(tiny_config(sweep={}, problem=problem, data=MANY | {"n_train": 100}))
+    assert large.identical(again)
+    for var in ("u", "s", "redraws"):
+        train = large[var].values[:, large.split.values == "train"][:, :100]
+        np.testing.assert_array_equal(small[var].values[:, small.split.values == "train"], train)
+    assert (large.redraws.values[:, large.split.values == "train"][:, :100] > 0).any()
+
+
+def test_resample_fails_when_redraws_keep_blowing_up():
+    # 86% of these inputs blow up: some function blows up in all MAX_REDRAWS redraws
+    problem = SMALL | {"name": "nonlinear_ode", "on_blowup": "resample"}
+    problem["inputs"] = {"family": "grf", "variance": 1e6}
+    with pytest.raises(ValueError) as error:
+        _data(tiny_config(sweep={}, problem=problem))
+    message = str(error.value)
+    assert f"still blew up after {operator_data.MAX_REDRAWS} redraws each" in message
+    assert "problem.on_blowup: resample" in message
+    assert "problem.inputs.variance = 1000000.0" in message
+
+
+def test_on_blowup_fail_leaves_every_id_and_spec_as_it_was():
+    # The default is left out of a point's spec (the rules' params) and its id, so adding
+    # the setting left every earlier point and data id as it was.
+    quiet = grid.points(cfg.validate_study({"study": "x"}))[0]
+    assert "on_blowup" not in quiet.spec["problem"]
+    explicit = grid.points(cfg.validate_study({"study": "x", "problem": {"on_blowup": "fail"}}))
+    assert explicit[0].id == quiet.id and explicit[0].data_id == quiet.data_id
+    resample = {"study": "x", "problem": {"on_blowup": "resample"}}
+    assert grid.points(cfg.validate_study(resample))[0].data_id != quiet.data_id
+
+
 # ---------------------------------------------------------------- regression task
 
 

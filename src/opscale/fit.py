@@ -37,6 +37,7 @@ from opscale.scaling import (
 )
 from opscale.scaling.observations import (
     excluded_models,
+    exclusion_notes,
     groups,
     observations,
     table_groups,
@@ -107,6 +108,7 @@ def fit(cube: xr.Dataset, settings: dict | None = None, workers: int = 1) -> xr.
     obs, excluded = observations(cube, settings["response"])
     report = Report()
     report.add("excluded", excluded_models(cube, settings["response"]))
+    report.add("note", exclusion_notes(cube, obs, settings["response"]))
     tasks = [
         (frame, label, theory.group_config(config, paths), settings)
         for label, frame, paths in groups(obs, cube)
@@ -187,6 +189,8 @@ def _map(function, tasks: list, workers: int) -> list:
 
 def fit_group(frame, group: str, config: dict, settings: dict, report: Report) -> None:
     """Every step for one group, each skipped (with a note) when it cannot run."""
+    if frame.empty:  # every model excluded: the observations' note names why
+        return
     if not varying_terms(frame):
         report.note(group, "all fits", "neither N nor n varies: nothing to fit")
         return
@@ -235,7 +239,10 @@ def _predictions(report: Report, group: str, config: dict):
 
 def _verdict(row: dict, prediction, diagnosis: dict) -> str:
     """The verdict on an exponent row, in order: not identified, budget-limited (data
-    axis), no applicable bound, then the theory's (``theory.verdict``)."""
+    axis), no applicable bound, then the theory's (``theory.verdict``). An OLS row is a
+    local slope, not the asymptotic exponent a bound is about: it gets none."""
+    if row["law"] != "robust":
+        return "local slope: no verdict (the bound is on the asymptotic exponent)"
     if row.get("identified") == "no":
         return "not identified: no verdict"
     if row["term"] == "log_n" and convergence.budget_limited(diagnosis):

@@ -120,7 +120,7 @@ def data_specs(config: dict) -> dict[str, dict]:
 # away from their default (readers take the default when absent), so that adding them
 # left every earlier point id, data id and the rules' params (Snakemake's rerun trigger)
 # as they were.
-HASHED_WHEN_SET = {("problem", "noise"): 0.0}
+HASHED_WHEN_SET = {("problem", "noise"): 0.0, ("problem", "on_blowup"): "fail"}
 
 
 def hashed(spec: dict) -> dict:

@@ -68,6 +68,53 @@ def excluded_models(cube: xr.Dataset, response: str = ERROR) -> list[dict]:
     ]
 
 
+def exclusion_notes(cube: xr.Dataset, obs: pd.DataFrame, response: str = ERROR) -> list[dict]:
+    """Notes for the groups of a cube none of whose models is left to fit, naming why.
+
+    One row of the ``note`` table (group, step, reason) per such group, e.g. ``all 8
+    models excluded: 8 have a non-finite test_rel_l2 (NaN or inf), 0 a test_rel_l2 <= 0,
+    0 diverged, 0 missing (not trained); nothing to fit``.
+    """
+    df = cube[[response, "status"]].to_dataframe().reset_index()
+    by = grouping_axes(cube)
+    df["group"], df["cause"] = cubes.group_labels(df, by), _causes(df, response)
+    kept = set(cubes.group_labels(obs, by))
+    notes = [
+        {"group": group, "step": "all fits", "reason": _all_excluded(rows["cause"], response)}
+        for group, rows in df.groupby("group", sort=False)
+        if group not in kept
+    ]
+    for note in notes:
+        log.warning("%s: %s", note["group"], note["reason"])
+    return notes
+
+
+# Why a model is left out of every fit, in the order they are told apart (status first).
+CAUSES = ("diverged", "missing", "non-finite", "not positive")
+
+
+def _causes(df: pd.DataFrame, response: str) -> np.ndarray:
+    """The cause (``CAUSES``) each model of `df` is left out for; '' for a kept one."""
+    err = df[response].to_numpy(float)
+    conditions = [
+        df["status"].to_numpy() == cubes.DIVERGED,
+        df["status"].to_numpy() == cubes.MISSING,
+        ~np.isfinite(err),
+        err <= 0,
+    ]
+    return np.select(conditions, CAUSES, default="")
+
+
+def _all_excluded(causes: pd.Series, response: str) -> str:
+    """``all 8 models excluded: 8 have a non-finite ...; nothing to fit``."""
+    n = causes.value_counts().reindex(CAUSES, fill_value=0)
+    return (
+        f"all {len(causes)} models excluded: {n['non-finite']} have a non-finite {response} "
+        f"(NaN or inf), {n['not positive']} a {response} <= 0, {n['diverged']} diverged, "
+        f"{n['missing']} missing (not trained); nothing to fit"
+    )
+
+
 def _plain(value):
     """A NumPy scalar as a plain Python value (for config paths)."""
     return value.item() if hasattr(value, "item") else value
@@ -130,9 +177,10 @@ def table_observations(
     bad = _bad_rows(df, ("n_params", "n", "err"), (size, data, error))
     excluded = [
         {"group": "all", "model": df.at[i, "label"], "fits": "all", "reason": reason}
-        for i, reason in bad.items()
+        for i, (_, reason) in bad.items()
     ]
     notes = _duplicates(df, [c for c in (size, data, error, seed, *by) if c is not None])
+    notes += _table_exclusion_notes(df, bad, list(by))
     df = df.drop(index=list(bad))
     df["log_err"], df["log_n"] = np.log(df["err"].astype(float)), np.log(df["n"].astype(float))
     df["log_N"] = np.log(df["n_params"].astype(float))
@@ -141,13 +189,29 @@ def table_observations(
 
 
 def _bad_rows(df: pd.DataFrame, columns, names) -> dict:
-    """Row index -> why it cannot be fitted (a value not finite and positive)."""
+    """Row index -> (column name, why it cannot be fitted: a value not finite and positive)."""
     bad = {}
     for column, name in zip(columns, names, strict=True):
         values = pd.to_numeric(df[column], errors="coerce").to_numpy(float)
         for i in df.index[~(np.isfinite(values) & (values > 0))]:
-            bad.setdefault(i, f"{name} = {df.at[i, column]!r} is not finite and positive")
+            reason = f"{name} = {df.at[i, column]!r} is not finite and positive"
+            bad.setdefault(i, (name, reason))
     return bad
+
+
+def _table_exclusion_notes(df: pd.DataFrame, bad: dict, by: list[str]) -> list[dict]:
+    """Notes for the groups of a table none of whose runs is left to fit, naming why."""
+    cause = pd.Series({i: name for i, (name, _) in bad.items()}, index=df.index, dtype=object)
+    notes = []
+    for group, rows in cause.groupby(cubes.group_labels(df, by), sort=False):
+        if rows.notna().all():
+            counts = ", ".join(
+                f"{k} with {name} not finite and positive"
+                for name, k in rows.value_counts().items()
+            )
+            reason = f"all {len(rows)} runs excluded: {counts}; nothing to fit"
+            notes.append({"group": group, "step": "all fits", "reason": reason})
+    return notes
 
 
 def _duplicates(df: pd.DataFrame, columns: list[str]) -> list[dict]:

@@ -77,11 +77,18 @@ class LawFit:
         return theta <= self.low + tolerance, theta >= self.high - tolerance
 
     def bound_shares(self) -> tuple[np.ndarray, np.ndarray]:
-        """Share of the draws at each parameter's lower / upper bound, shape (p,) each."""
+        """Share of the draws at each parameter's lower / upper bound, shape (p,) each;
+        where the draws come from two laws, the larger of the two laws' shares (each
+        law's interval is one part of the union)."""
         if not len(self.draws):
             return np.zeros(len(self.theta)), np.zeros(len(self.theta))
         low, high = self.at_bounds(self.draws)
-        return low.mean(0), high.mean(0)
+        source = self.source if len(self.source) == len(self.draws) else np.zeros(len(low))
+        parts = np.unique(source)
+        return (
+            np.max([low[source == k].mean(0) for k in parts], 0),
+            np.max([high[source == k].mean(0) for k in parts], 0),
+        )
 
     def censoring(self) -> list[str]:
         """Per parameter: "" (identified), "lower", "upper" or "both" (censored ends)."""

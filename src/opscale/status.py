@@ -3,34 +3,41 @@
 ========  ===================================================================================
 state     definition (checked in this order)
 ========  ===================================================================================
+running   its training job's heartbeat (``opscale.progress``) is fresh and, when written on
+          this machine, its process is alive; shown with its step, total and ETA
 done      its point file reads as a point file and every member's status is ``ok``
 diverged  its point file reads, and at least one member's status is ``diverged``
 failed    its point file exists but cannot be read (truncated, corrupt, not a point file);
-          or there is none and Snakemake's incomplete marker for it exists (the job was
-          killed, or is running right now); or there is none and its training log
-          records a failure (``job failed``, written by ``opscale.jobs``)
-missing   no point file and no trace of a failed attempt: not trained yet
+          or there is none and its job's heartbeat is left behind: the job raised or was
+          stopped (it wrote why), its process is gone (killed), or the heartbeat is stale
+          (``STALE`` seconds: a dead node); or there is none and its training log records
+          a failure (``job failed``, written by ``opscale.jobs``)
+missing   no point file and no trace of an attempt: not trained yet (or killed within
+          its first seconds, before its heartbeat's first write)
 ========  ===================================================================================
 
-Paths are relative to the working directory of the Snakemake run (``--directory``),
-where ``results/<study>/`` (see ``opscale.layout``) and ``.snakemake/`` live. Reading
-never changes a file.
+The ETA of a running job is its remaining steps at its own rate since its step loop
+began (the heartbeat's), not a guess from other jobs' benchmark files: the jobs of a
+sweep differ in size by orders of magnitude. Paths are relative to the working
+directory of the Snakemake run (``--directory``), where ``results/<study>/`` (see
+``opscale.layout``) lives; nothing of Snakemake's own (``.snakemake/``) is read.
+Reading never changes a file.
 ``partial_cube`` builds the cube of the points that exist (``opscale collect``), the way
 to get a cube after ``snakemake --keep-going`` left some points failed.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from opscale import grid
+from opscale import grid, progress
 from opscale.layout import ROOT, StudyLayout
 
-STATES = ("done", "diverged", "failed", "missing")
+STATES = ("done", "running", "diverged", "failed", "missing")
+UNFINISHED = ("running", "failed", "missing")
 FAILURE_MARK = "job failed"  # what opscale.jobs logs when a rule's work raises
 
 
@@ -56,6 +63,10 @@ def point_state(config: dict, point: str, workdir: Path) -> PointState:
 
     layout = StudyLayout(config["study"])
     path = Path(layout.point_file(point))
+    beat = progress.read_heartbeat(workdir / layout.heartbeat(point))
+    running, why = progress.judge(beat) if beat is not None else (False, "")
+    if running:
+        return PointState(point, "running", path, why)
     if (workdir / path).exists():
         try:
             ds = cube.read_point(workdir / path)
@@ -65,25 +76,12 @@ def point_state(config: dict, point: str, workdir: Path) -> PointState:
         if diverged:
             return PointState(point, "diverged", path, f"{diverged} of {ds.sizes['member']}")
         return PointState(point, "done", path)
-    if incomplete_marker(workdir, path).exists():
-        return PointState(point, "failed", path, "incomplete: killed mid-job, or running now")
     log = Path(layout.train_log(point))
     if (workdir / log).is_file() and FAILURE_MARK in (workdir / log).read_text(errors="replace"):
-        return PointState(point, "failed", path, f"see {log}")
+        return PointState(point, "failed", path, f"see {log}" + (f": {why}" if why else ""))
+    if beat is not None:
+        return PointState(point, "failed", path, why)
     return PointState(point, "missing", path)
-
-
-def incomplete_marker(workdir: Path, output: Path) -> Path:
-    """Snakemake's incomplete marker of an output file (as snakemake.persistence names it).
-
-    Snakemake writes ``.snakemake/incomplete/<urlsafe base64 of the output path>`` when a
-    job starts and removes it when the job succeeds; long names are split into folders.
-    """
-    name = base64.urlsafe_b64encode(str(output).encode()).decode()
-    limit = 254  # NAME_MAX - 1, as Snakemake splits them
-    parts = [name[i : i + limit] for i in range(0, len(name), limit)]
-    parts = ["@" + part for part in parts[:-1]] + parts[-1:]
-    return workdir.joinpath(".snakemake", "incomplete", *parts)
 
 
 def summary(config: dict, states: list[PointState], show_done: bool = False) -> str:
@@ -92,7 +90,7 @@ def summary(config: dict, states: list[PointState], show_done: bool = False) -> 
     head = ", ".join(f"{counts[state]} {state}" for state in STATES)
     folder = StudyLayout(config["study"]).study_dir
     lines = [f"study {config['study']} ({folder}): {len(states)} points: {head}"]
-    for state in STATES if show_done else STATES[1:]:
+    for state in STATES if show_done else [s for s in STATES if s != "done"]:
         lines += [_line(s) for s in states if s.state == state]
     return "\n".join(lines)
 
@@ -110,7 +108,7 @@ def partial_cube(config: dict, workdir: str | os.PathLike = ".") -> tuple[Path, 
     path : Path
         The cube written, ``results/<study>/cube.nc`` under `workdir`.
     absent : list of PointState
-        The points left out (failed or missing).
+        The points left out (running, failed or missing).
     """
     from opscale import cube
 
@@ -119,7 +117,7 @@ def partial_cube(config: dict, workdir: str | os.PathLike = ".") -> tuple[Path, 
     readable = [str(workdir / s.path) for s in states if s.state in ("done", "diverged")]
     out = workdir / StudyLayout(config["study"]).cube
     cube.collect_cube(readable, config, str(out))
-    return out, [s for s in states if s.state in ("failed", "missing")]
+    return out, [s for s in states if s.state in UNFINISHED]
 
 
 # The command line (``opscale status``, ``opscale collect``; registered in opscale.cli).
@@ -135,7 +133,7 @@ def add_arguments(parser) -> None:
         "-d",
         type=Path,
         default=Path("."),
-        help="the run's working directory, holding results/ and .snakemake/ (default: .)",
+        help="the run's working directory, holding results/ (default: .)",
     )
 
 
@@ -193,12 +191,12 @@ def known_study_files(workdir: Path) -> list[Path]:
 
 
 def run_status(args) -> int:
-    """Print where each selected study stands; exit 1 while any point is failed or missing."""
+    """Print where each selected study stands; exit 1 while any point is not done/diverged."""
     unfinished = 0
     for config in study_configs(args):
         states = study_status(config, args.directory)
         print(summary(config, states, show_done=args.all))
-        unfinished += sum(s.state in ("failed", "missing") for s in states)
+        unfinished += sum(s.state in UNFINISHED for s in states)
     return 1 if unfinished else 0
 
 

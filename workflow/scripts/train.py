@@ -1,6 +1,7 @@
 """Rule train: train one job's group of models as one batched model."""
 
 from opscale.jobs import job
+from opscale.layout import StudyLayout
 from opscale.train import train_point
 
 with job(snakemake):
@@ -11,4 +12,6 @@ with job(snakemake):
         out_path=snakemake.output.point,
         runtime=snakemake.config["runtime"],
         checkpoint_path=snakemake.params.checkpoint,
+        # not a param: a new param would make Snakemake rerun every trained point
+        heartbeat_path=StudyLayout(snakemake.config["study"]).heartbeat(snakemake.wildcards.point),
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,11 +117,16 @@ def synthetic_cube(
     ds = xr.Dataset(
         {
             "test_rel_l2": (dims, err),
-            "n_params": (dims, np.broadcast_to(n_params[:, None, None], err.shape).copy()),
             "train_flops": (dims, np.broadcast_to(flops[..., None], err.shape).copy()),
             "status": (dims, np.zeros(err.shape, "int8")),
         },
-        coords={"width": widths, "n_train": n_train, "seed": np.arange(seeds)},
+        # as collect lays it out: n_params a coordinate of the model axis
+        coords={
+            "width": widths,
+            "n_params": ("width", n_params.astype(int)),
+            "n_train": n_train,
+            "seed": np.arange(seeds),
+        },
         attrs={
             "config": json.dumps(config),
             "axes": json.dumps({"width": "model.width", "n_train": "data.n_train"}),
@@ -159,3 +167,52 @@ def planted_table(rows=200, alpha=0.5, beta=0.8, floor=0.05, noise=0.1, rng_seed
     err = floor + 3 * n_params**-alpha + 2 * n_train**-beta
     err = err * np.exp(rng.normal(0, noise, rows))
     return pd.DataFrame({"params": n_params, "samples": n_train, "loss": err})
+
+
+# A job of a ``script:`` rule runs as ``python .snakemake/scripts/tmpXXXX.<script>.py``
+# (under a bash that Snakemake starts); <script> names the rule's script.
+RULE_SCRIPT = re.compile(r"^tmp\w+\.(\w+)\.py$")
+
+
+def job_processes(pid: int) -> list[tuple[psutil.Process, str]]:
+    """The rule-script processes below process `pid` (a Snakemake), with their script names.
+
+    Found from the process tree: the python processes whose last argument is a script
+    that Snakemake wrote to ``.snakemake/scripts/`` (``make_data``, ``train``, ...).
+    """
+    try:
+        tree = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    jobs = []
+    for process in tree:
+        with contextlib.suppress(psutil.Error, IndexError):
+            argv = process.cmdline()
+            match = RULE_SCRIPT.match(Path(argv[-1]).name)
+            if match and "python" in Path(argv[0]).name:
+                jobs.append((process, match.group(1)))
+    return jobs
+
+
+def job_log(process: psutil.Process) -> Path | None:
+    """The log file a running job has open (its rule's ``log:``), None if none yet."""
+    with contextlib.suppress(psutil.Error):
+        for opened in process.open_files():
+            if "/logs/" in opened.path and opened.path.endswith(".log"):
+                return Path(opened.path)
+    return None
+
+
+def study_folder(parent, name: str, study: dict) -> Path:
+    """A fresh working folder `parent/name` holding `study` as study.yaml."""
+    workdir = Path(parent) / name
+    workdir.mkdir()
+    write_config(workdir / "study.yaml", study)
+    return workdir
+
+
+def run_ok(command: list[str]) -> subprocess.CompletedProcess:
+    """Run `command` to completion; its output is the failure message if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result

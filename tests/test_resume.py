@@ -5,7 +5,10 @@ right after a training job's first checkpoint, each time
 resumed with the documented commands (``snakemake --unlock`` then ``snakemake
 --rerun-incomplete``, same options), and killed again; the final cube must equal an
 uninterrupted run's bit for bit (every variable but ``wall_time``). Two uninterrupted
-runs of the same config must also give bit-identical cubes (CPU determinism).
+runs of the same config must also give bit-identical cubes (CPU determinism). SIGTERM to a
+training job (what SLURM sends at preemption and ahead of the time limit, which
+``profiles/slurm`` asks for) makes it write its checkpoint and exit non-zero; the rerun
+resumes from that checkpoint's step, to the same cube.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import base64
 import contextlib
 import copy
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,11 +25,13 @@ import time
 import numpy as np
 import psutil
 import pytest
+import torch
 
 from opscale import cube, status
 from opscale.config import validate_study
+from opscale.layout import StudyLayout
 from tests import helpers
-from tests.helpers import tiny_config, write_config
+from tests.helpers import REPO, job_log, job_processes, tiny_config
 
 pytestmark = pytest.mark.workflow
 KILL_POINTS = int(os.environ.get("OPSCALE_KILL_POINTS", "3"))
@@ -47,16 +53,11 @@ def snakemake_command(workdir, *args):
 
 
 def run(workdir, *args):
-    result = subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return helpers.run_ok(snakemake_command(workdir, *args))
 
 
 def fresh(tmp_path, name):
-    workdir = tmp_path / name
-    workdir.mkdir()
-    write_config(workdir / "study.yaml", STUDY)
-    return workdir
+    return helpers.study_folder(tmp_path, name, STUDY)
 
 
 def deterministic(ds):
@@ -123,12 +124,21 @@ def readable_files(workdir):
 
 
 def assert_status_shows_killed_jobs(workdir) -> int:
-    """Every point whose job was killed (Snakemake's incomplete marker) shows as failed."""
+    """Every point whose job was killed shows as failed: its heartbeat names the dead pid.
+
+    Snakemake's incomplete markers (its private naming, read here as the test's oracle
+    only) say which jobs were killed; one killed in its first seconds, before its
+    heartbeat's first write, left no trace and is missing.
+    """
     markers = workdir / ".snakemake" / "incomplete"
     outputs = {base64.urlsafe_b64decode(p.name).decode() for p in markers.glob("*") if p.is_file()}
     config = validate_study(copy.deepcopy(STUDY))
     killed = [s for s in status.study_status(config, workdir) if str(s.path) in outputs]
-    assert all(s.state == "failed" and s.reason.startswith("incomplete") for s in killed)
+    layout = StudyLayout(config["study"])
+    for state in killed:
+        beat = workdir / layout.heartbeat(state.point)
+        expected = ("failed", "is gone") if beat.exists() else ("missing", "")
+        assert (state.state, expected[1] in state.reason) == (expected[0], True), state
     return len(killed)
 
 
@@ -183,3 +193,72 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(referen
     assert (cube.read(workdir / TARGET).status == cube.OK).all()
     logs = (workdir / "results" / "tiny" / "logs" / "train").glob("*.log")
     assert any("resumed from" in log.read_text() for log in logs)
+
+
+SIGTERM_LINE = re.compile(
+    r"SIGTERM received at step (\d+) of (\d+): checkpoint written to (\S+); rerun to resume"
+)
+RESUMED = re.compile(r"resumed from (\S+) at step (\d+)")
+
+
+def sigterm_training_jobs(workdir, process) -> list[str]:
+    """Once a checkpoint is written, SIGTERM every training job past its first checkpoint.
+
+    Returns the point ids of the jobs signalled (each found from the log file it holds open).
+    """
+    checkpoints = workdir / "results" / "tiny" / "checkpoints"
+    while not any(checkpoints.glob("*.pt")) and process.poll() is None:
+        time.sleep(0.02)
+    signalled = []
+    for job, script in job_processes(process.pid):
+        log = job_log(job)
+        if script == "train" and log and (checkpoints / f"{log.stem}.pt").exists():
+            job.send_signal(signal.SIGTERM)
+            signalled.append(log.stem)
+    return signalled
+
+
+def test_sigterm_in_a_training_job_checkpoints_and_the_rerun_resumes_from_it(reference, tmp_path):
+    workdir = fresh(tmp_path, "sigterm")
+    process = subprocess.Popen(
+        snakemake_command(workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    signalled = sigterm_training_jobs(workdir, process)
+    output = process.communicate(timeout=600)[0]
+    assert signalled, "no training job was running past a checkpoint"
+    assert process.returncode != 0, output  # the job exited non-zero: Snakemake stops
+    logs = workdir / "results" / "tiny" / "logs" / "train"
+    stopped = {}
+    for point in signalled:
+        line = SIGTERM_LINE.search((logs / f"{point}.log").read_text())
+        assert line, (logs / f"{point}.log").read_text()
+        step, total, path = int(line[1]), int(line[2]), workdir / line[3]
+        saved = torch.load(path, weights_only=True)  # the atomic writer's file: it reads
+        assert saved["trainer"]["step"] == step < total == STUDY["train"]["steps"]
+        stopped[point] = step
+    run(workdir)  # the job failed and Snakemake exited: no lock, a plain rerun resumes
+    for point, step in stopped.items():
+        resumed = RESUMED.search((logs / f"{point}.log").read_text())
+        assert resumed and int(resumed[2]) == step, f"{point} did not resume at step {step}"
+    assert_same_cube(reference[0] / TARGET, workdir / TARGET)
+    assert not any((workdir / "results" / "tiny" / "checkpoints").glob("*.pt"))
+
+
+def test_the_slurm_profile_asks_for_sigterm_ahead_of_the_time_limit(tmp_path):
+    """Every training job asks SLURM for SIGTERM at least 60 s (its event resolution)
+    before its time limit, and well inside it."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    workdir = fresh(tmp_path, "slurm")
+    profile = ("--workflow-profile", str(REPO / "profiles" / "slurm"), "--dry-run")
+    result = run(workdir, *profile)
+    resources = re.findall(r"rule train:.*?resources: ([^\n]*)", result.stdout, re.S)
+    assert len(resources) == 2, result.stdout  # the two training jobs of the study
+    for line in resources:
+        lead = re.search(r"slurm_extra=--signal=TERM@(\d+)(?:,|$)", line)
+        runtime = re.search(r"runtime=(\d+)", line)
+        assert lead and runtime, line
+        assert 60 < int(lead[1]) < 60 * int(runtime[1]) / 2, line

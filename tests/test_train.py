@@ -226,10 +226,37 @@ def test_a_killed_job_resumes_to_the_same_result(data_file, tmp_path):
     assert ckpt.exists() and not (tmp_path / "resumed.nc").exists()
     subprocess.run([*cmd, *args, str(tmp_path / "resumed.nc"), str(ckpt)], check=True, cwd=REPO)
     whole, resumed = cube.read(tmp_path / "whole.nc"), cube.read(tmp_path / "resumed.nc")
-    assert not ckpt.exists()  # removed once the job finished
     for name in whole.data_vars:
         if name != "wall_time":
             np.testing.assert_array_equal(whole[name].values, resumed[name].values, err_msg=name)
+
+
+def test_a_job_rerun_after_it_finished_restores_its_final_state_instead_of_training(
+    data_file, tmp_path, caplog
+):
+    # Killed after its point file was written but before Snakemake recorded the job as
+    # done, a job reruns with its point file deleted: its final checkpoint (kept until
+    # collect) brings back the finished state, and nothing is trained again.
+    import logging
+    import re
+
+    point, path = data_file
+    spec = point.spec | {"train": point.spec["train"] | {"steps": 200, "batch_size": 8}}
+    runtime = {"device": "cpu", "compile": False, "checkpoint_every": 20}
+    ckpt, out = tmp_path / "job.pt", tmp_path / "point.nc"
+    train.train_point(spec, {}, str(path), str(out), runtime, str(ckpt))
+    first = cube.read(out)
+    final_step = torch.load(ckpt, weights_only=True)["trainer"]["step"]
+    assert final_step == int(first.steps_trained.max())  # the finished state
+    out.unlink()
+    with caplog.at_level(logging.INFO, logger="opscale.train"):
+        train.train_point(spec, {}, str(path), str(out), runtime, str(ckpt))
+    started = re.search(r"training from step (\d+) of (\d+)", caplog.text)
+    assert started and int(started[1]) == final_step
+    again = cube.read(out)
+    for name in first.data_vars:
+        if name != "wall_time":
+            np.testing.assert_array_equal(first[name].values, again[name].values, err_msg=name)
 
 
 @pytest.mark.parametrize("weighted", [False, True])

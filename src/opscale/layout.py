@@ -6,7 +6,10 @@ A study's folder, relative to the working directory of the Snakemake run
     results/<study>/
         data/<data_id>.nc              input functions and solutions (rule data)
         points/<point_id>.nc           one trained job: all its members (rule train)
-        checkpoints/<point_id>.pt      a training job's last checkpoint (resume after a kill)
+        checkpoints/<point_id>.pt      a training job's last checkpoint (resume after a kill),
+                                       kept until collect has read its point file
+        heartbeats/<point_id>.json     a running training job's pid, host and step
+                                       (opscale.progress; read by opscale status)
         cube.nc                        the study cube (rule collect)
         fit.nc, fit.md                 fitted exponents, as NetCDF and as a table (rule fit)
         exponents.csv                  every law's parameters, one tidy row each (rule fit)
@@ -18,8 +21,8 @@ A study's folder, relative to the working directory of the Snakemake run
         benchmarks/<rule>.tsv          Snakemake's timing of a job, named like its log
         benchmarks/<rule>/<wildcard>.tsv
 
-Paths are strings with ``/``, exactly as Snakemake names the files (its incomplete
-markers and ``--forcerun`` take these strings). Give a method a wildcard (``POINT``,
+Paths are strings with ``/``, exactly as Snakemake names the files (``--forcerun``
+and its other options take these strings). Give a method a wildcard (``POINT``,
 ``DATA_ID``) instead of an id and it returns the rule's pattern. Standard library only:
 the Snakefile imports this module while it parses.
 """
@@ -27,6 +30,7 @@ the Snakefile imports this module while it parses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 ROOT = "results"  # the folder of every study's folder
 
@@ -68,9 +72,24 @@ class StudyLayout:
         """The point file of grid point `point_id` (``POINT`` for the pattern)."""
         return f"{self.points_dir}/{point_id}.nc"
 
+    def remove_checkpoints(self, point_paths) -> int:
+        """Delete the checkpoints of the point files `point_paths` (once collect has read
+        them: until then a finished job's checkpoint lets its rerun skip training)."""
+        removed = 0
+        for path in point_paths:
+            checkpoint = Path(self.checkpoint(Path(path).stem))
+            if checkpoint.exists():
+                checkpoint.unlink()
+                removed += 1
+        return removed
+
     def checkpoint(self, point_id: str) -> str:
         """The training checkpoint of grid point `point_id` (``POINT`` for the pattern)."""
         return f"{self.study_dir}/checkpoints/{point_id}.pt"
+
+    def heartbeat(self, point_id: str) -> str:
+        """The heartbeat of grid point `point_id`'s training job (``POINT`` for the pattern)."""
+        return f"{self.study_dir}/heartbeats/{point_id}.json"
 
     def train_log(self, point_id: str) -> str:
         """The training log of grid point `point_id` (``POINT`` for the pattern)."""

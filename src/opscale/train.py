@@ -33,6 +33,13 @@ the others go on.
 Checkpoints. Every ``runtime.checkpoint_every`` steps the whole trainer state (including
 the batch-order streams) is written atomically; a restarted job resumes from it and ends
 with the same result, bit for bit on CPU, as an uninterrupted run.
+
+Signals. SIGTERM (what SLURM sends at preemption and ahead of the time limit) and SIGINT
+(Ctrl-C) do not kill a training job mid-step: the job finishes the step, writes its
+checkpoint, logs one line (``SIGTERM received at step 123 of 400: checkpoint written to
+...; rerun to resume``) and exits with status 128 + the signal, so Snakemake marks it failed
+and a rerun resumes from that checkpoint (see ``Stop``). A signal after the last step lets
+the job finish its point file.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ import itertools
 import logging
 import os
 import pickle
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,15 +57,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from tqdm import tqdm
 
-from opscale import cube, reuse
+from opscale import cube, progress, reuse
 from opscale.ensemble import params_per_member
 from opscale.evaluate import evaluate, relative_l2
 from opscale.grid import digest
 from opscale.measures import Measures
 from opscale.models import build_model
 from opscale.problems.tensors import Split, load_splits
+from opscale.progress import Heartbeat
 from opscale.rng import numpy_rng, torch_generator
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,7 @@ def train_point(
     out_path: str,
     runtime: dict,
     checkpoint_path: str | None = None,
+    heartbeat_path: str | None = None,
 ) -> None:
     """Train the group of one job and write its point file (atomically).
 
@@ -87,6 +97,8 @@ def train_point(
         The study's ``runtime`` section (device, compile, checkpoint_every).
     checkpoint_path : str, optional
         Where to keep the training state; resumed from if it exists and matches `spec`.
+    heartbeat_path : str, optional
+        The job's heartbeat file (pid, host, step; ``opscale.progress``), kept while it runs.
 
     Members that earlier files of the same column already hold are reused, not
     retrained (``opscale.reuse``).
@@ -98,14 +110,29 @@ def train_point(
     members = everyone.without(earlier)
     key = digest([spec, members.seed.tolist(), members.n_train.tolist()])
     checkpoint = Checkpoint(checkpoint_path, runtime["checkpoint_every"], key)
-    trained = train_members(spec, coords, members, data_path, runtime, checkpoint)
-    point = trained if earlier is None else reuse.combine(earlier, trained, pairs, spec)
-    cube.write(point, out_path)
-    checkpoint.remove()
+    # SIGTERM/SIGINT: checkpoint at the end of the step, then exit (the heartbeat says so)
+    with Heartbeat(heartbeat_path) as beat, Stop() as stop:
+        trained = train_members(
+            spec, coords, members, data_path, runtime, checkpoint, stop, heartbeat=beat
+        )
+        point = trained if earlier is None else reuse.combine(earlier, trained, pairs, spec)
+        cube.write(point, out_path)
+        # the final checkpoint stays until collect has read the point file: a kill before
+        # Snakemake records the job as done makes it rerun, and the rerun then restores
+        # the finished state instead of training again (opscale.layout.remove_checkpoints)
+    if stop.signum is not None:
+        log.warning("%s received after the last step: the point file was written", stop.name)
 
 
 def train_members(
-    spec: dict, coords: dict, members: Members, data_path: str, runtime: dict, checkpoint
+    spec: dict,
+    coords: dict,
+    members: Members,
+    data_path: str,
+    runtime: dict,
+    checkpoint,
+    stop: Stop | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> xr.Dataset | None:
     """Train `members` of a point as one batched model; their point dataset (None: none)."""
     if not len(members):
@@ -125,13 +152,16 @@ def train_members(
     measures.start(model, data)  # at initialisation, also when resuming
     trainer = Trainer(model, data, spec["train"], members, compile=runtime["compile"])
     checkpoint.restore(trainer)
-    trainer.run(checkpoint)
+    # where this attempt starts: 0, or its checkpoint's step (tests/test_chaos.py reads it)
+    log.info("training from step %d of %d", trainer.step, int(trainer.budget.max()))
+    trainer.run(checkpoint, stop, heartbeat)
     results = {**evaluate(model, data), **trainer.results()}
     results["train_flops"] = training_flops(
         model, data, spec["train"], members, trainer.steps_trained
     )
     measured = measures.finish(model, data)
     results["wall_time"] = np.full(len(members), time.perf_counter() - started)
+    log.info(progress.summary(results, trainer.budget, float(results["wall_time"][0])))
     return cube.point_dataset(results, spec, coords, members.coords(), measured)
 
 
@@ -364,18 +394,42 @@ class Trainer:
         }
 
     # ---------------------------------------------------------------- the loop
-    def run(self, checkpoint: Checkpoint | None = None) -> None:
-        """Train until every member has stopped."""
-        bar = tqdm(total=int(self.budget.max()), initial=self.step, desc="train", mininterval=10)
+    def run(
+        self,
+        checkpoint: Checkpoint | None = None,
+        stop: Stop | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
+        """Train until every member has stopped, or until `stop` has caught a signal.
+
+        Progress (``opscale.progress``): the `heartbeat`'s step, and every few seconds a
+        log line (a bar's postfix on a terminal) of loss, best validation error, members.
+        """
+        bar = progress.Progress(int(self.budget.max()), self.step, heartbeat, mininterval=10)
         while len(self.active):
+            if stop is not None and stop.signum is not None:  # checked between steps only
+                bar.close()
+                stop.halt(self, checkpoint)
             self.step += 1
             losses = self.train_step()
             self.after_step(losses)
-            bar.update()
+            bar.report(self.step, self.progress_values)
             if checkpoint is not None:
                 checkpoint.maybe_save(self)
         bar.close()
+        if checkpoint is not None:  # the finished state (kept until collect)
+            checkpoint.save(self, final=True)
         self.restore_kept()
+
+    def progress_values(self) -> tuple[float, float, int, int]:
+        """Mean loss of the active members, best validation error, active, members.
+
+        One host read (counted in ``syncs``); ``Progress`` asks every few seconds only.
+        """
+        losses = self._get("final_loss") if len(self.active) else self.book["final_loss"]
+        loss = losses.mean()
+        read = self._host(torch.stack([loss, self.book["best_error"].min()]))
+        return float(read[0]), float(read[1]), len(self.active), len(self.members)
 
     def train_step(self) -> torch.Tensor:
         """One AdamW step of every active member; their losses before the step, (A,).
@@ -692,11 +746,20 @@ class Checkpoint:
         self.every, self.key = every, key
 
     def maybe_save(self, trainer: Trainer) -> None:
-        if self.path is not None and trainer.step % self.every == 0 and len(trainer.active):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            torch.save({"key": self.key, "trainer": trainer.state_dict()}, tmp)
-            os.replace(tmp, self.path)
+        """Save the trainer's state every `every` steps."""
+        if self.path is not None and trainer.step % self.every == 0:
+            self.save(trainer)
+
+    def save(self, trainer: Trainer, final: bool = False) -> bool:
+        """Write the trainer's state (temp file, then rename); False: no path, or done
+        (unless `final`: the state at the end of training)."""
+        if self.path is None or not (final or len(trainer.active)):
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        torch.save({"key": self.key, "trainer": trainer.state_dict()}, tmp)
+        os.replace(tmp, self.path)
+        return True
 
     def restore(self, trainer: Trainer) -> None:
         if self.path is None or not self.path.exists():
@@ -719,6 +782,60 @@ class Checkpoint:
     def remove(self) -> None:
         if self.path is not None and self.path.exists():
             self.path.unlink()
+
+
+class Stop:
+    """SIGTERM and SIGINT caught in a training job: finish the step, checkpoint, exit.
+
+    ``with Stop() as stop:`` installs a handler that only records the signal
+    (``stop.signum``); ``Trainer.run`` checks it between steps and calls ``halt``. SLURM
+    sends SIGTERM at preemption and ahead of the time limit (``--signal`` in
+    ``profiles/slurm``), Ctrl-C sends SIGINT to the whole process group. The previous
+    handlers come back on exit. Outside the main thread (where Python cannot install
+    handlers) nothing is installed and signals act as before.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> Stop:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._record) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _record(self, signum: int, frame) -> None:
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    def halt(self, trainer: Trainer, checkpoint: Checkpoint | None) -> None:
+        """Write `trainer`'s checkpoint, say so in one line, exit with 128 + the signal."""
+        at = f"{self.name} received at step {trainer.step} of {int(trainer.budget.max())}"
+        if checkpoint is not None and checkpoint.save(trainer):
+            log.warning("%s: checkpoint written to %s; rerun to resume", at, checkpoint.path)
+        else:
+            log.warning("%s: no checkpoint (runtime.checkpoint_every: 0); a rerun starts over", at)
+        raise Interrupted(self.signum)
+
+
+class Interrupted(SystemExit):
+    """A training job stopped by a signal (after its checkpoint): exit status 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name} (exit status {self.code})"
 
 
 def _unpickler_reason(error: Exception) -> str:

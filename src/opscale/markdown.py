@@ -224,7 +224,10 @@ def takeaway(parameters: pd.DataFrame, rows: pd.DataFrame, group: str, level: st
     ]
     notes = [f"robust law; {level} CI " + ", ".join(intervals) if intervals else "robust law"]
     if floor_at_zero:
-        notes.append("floor E at its bound 0, not identified")
+        estimate = number(p.estimate["E"])
+        notes.append(
+            f"floor E not identified: its interval reaches 0 (estimate {estimate}, left out)"
+        )
     if unidentified:
         notes.append(", ".join(unidentified) + " not identified")
     return f"err ≈ {law} ({'; '.join(notes)})"

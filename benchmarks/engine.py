@@ -76,7 +76,7 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from results_file import publish  # noqa: E402  (benchmarks/results_file.py)
+from results_file import cpu_model, publish  # noqa: E402  (benchmarks/results_file.py)
 from scipy.stats import mannwhitneyu, wilcoxon  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -358,11 +358,7 @@ def accuracy(names, data, models: int, steps: int, width: int) -> dict[str, list
 
 # ---------------------------------------------------------------------------- report
 def machine() -> str:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
-    except (OSError, StopIteration):
-        model = platform.processor()
+    model = cpu_model()
     settings = threads()
     return (
         f"{model}, {os.cpu_count()} logical CPUs ({_usable_cpus()} usable), threads: "

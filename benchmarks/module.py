@@ -31,10 +31,9 @@ import random
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
 import torch
-from results_file import publish  # benchmarks/results_file.py
+from results_file import cpu_model, publish  # benchmarks/results_file.py
 from torch import nn
 
 from opscale.ensemble import params_per_member
@@ -123,11 +122,7 @@ def measure(steps: dict, rounds: int, per_round: int) -> dict[str, list[float]]:
 
 
 def machine() -> str:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
-    except (OSError, StopIteration):
-        model = platform.processor()
+    model = cpu_model()
     return (
         f"{model}, {os.cpu_count()} logical CPUs, torch {torch.get_num_threads()} thread(s), "
         f"torch {torch.__version__}, Python {platform.python_version()}"

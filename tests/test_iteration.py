@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import xarray as xr
 
 from opscale import cube, tables
 from opscale.analyses import iteration as analysis
@@ -143,6 +144,38 @@ def test_residuals_of_a_linear_contraction_decay_at_a_plus_one_minus_a_lambda():
         assert {"long_name", "units"} <= set(out[name].attrs), name
 
 
+def _nonnormal_model(eigenvalues, relaxation):
+    """One member whose block is linear in y, T(u, y) = M y + c(u), M = P diag(l) P^-1.
+
+    P is not orthogonal, so M is not normal: its 2-norm exceeds its spectral radius.
+    """
+    model = _model(shared=True, relaxation=relaxation, seeds=(0,), depth=1)
+    p = torch.eye(4, dtype=torch.float64) + torch.triu(torch.ones(4, 4, dtype=torch.float64), 1)
+    m = p @ torch.diag(eigenvalues) @ torch.linalg.inv(p)
+    with torch.no_grad():
+        model.blocks[0].layers[0].weight[0, 5:] = m.T  # BatchedLinear: x @ W, W (in, out)
+    return model, m
+
+
+def test_a_linear_block_has_the_exact_spectral_radius_norm_and_residual_rate():
+    a, eigenvalues = 0.3, torch.tensor([-0.9, 0.6, 0.1, 0.0], dtype=torch.float64)
+    model, m = _nonnormal_model(eigenvalues, a)
+    u = torch.randn(1, 6, 5, generator=torch_generator(3, "u"), dtype=torch.float64)
+    relaxed = a * np.eye(4) + (1 - a) * m.numpy()
+    radius = np.abs(a + (1 - a) * eigenvalues.numpy()).max()  # 0.72 (the others: 0.37 or less)
+    norm = np.linalg.norm(relaxed, 2)
+    assert norm > radius + 0.1  # non-normal: the norm bound is far from the rate
+    # the block really is y -> M y + c: its Jacobian is M
+    jac = torch.func.jacfwd(lambda y: model.update(0, u[:, :1], y))(torch.zeros(1, 1, 4))
+    torch.testing.assert_close(jac.reshape(4, 4), m)
+    out = _measure(model, [1, 3, 60]).finish(model, {"test": analysis_split(u, model)})
+    np.testing.assert_allclose(out.spectral_radius.values, [radius], rtol=1e-10)
+    np.testing.assert_allclose(out.spectral_radius_median.values, [radius], rtol=1e-10)
+    np.testing.assert_allclose(out.relaxed_norm.values, [norm], rtol=1e-10)
+    r = out.residual.values[0]
+    np.testing.assert_allclose(r[40:] / r[39:-1], radius, rtol=1e-6)  # the late rate is rho
+
+
 def analysis_split(u, model):
     """A test split whose targets are the model's fixed point plus a perturbation."""
     from opscale.problems.tensors import Split
@@ -158,68 +191,188 @@ def test_the_measure_refuses_other_models():
 
 # ---------------------------------------------------------------- the analysis
 
+SEED_JITTER = np.array([0.99, 1.0, 1.01])  # per-seed true rates differ by +-1%
 
-def _residual_cube(rates, predicted, k_train=2, iterations=30, seeds=3, noise=0.02):
-    """A cube with planted residuals r_k = rate^k (log-normal noise) per relaxation value."""
+
+def _planted_cube(rates, rho, norm, bound, k_train=2, iterations=30, noise=0.02):
+    """A cube with planted residuals r_k = rate_s^k (log-normal noise) per relaxation value.
+
+    rate_s = rate * SEED_JITTER[s]; the per-seed spectral radius, norm and bound are the
+    planted factors times rate_s, so each seed's fitted / predicted is known.
+    """
     rng = np.random.default_rng(0)
     k = np.arange(1, iterations + 1)
-    r = np.array(rates)[:, None, None] ** k * np.exp(
-        rng.normal(0, noise, (len(rates), seeds, len(k)))
-    )
-    shape = (len(rates), seeds)
-    ds = cube.describe(
-        __import__("xarray").Dataset(
-            {
-                "residual": (("relaxation", "seed", "iteration"), r),
-                "window_start": (("relaxation", "seed"), np.full(shape, k_train)),
-                "predicted_rate": (
-                    ("relaxation", "seed"),
-                    np.broadcast_to(np.array(predicted)[:, None], shape),
-                ),
-                "lipschitz": (("relaxation", "seed"), np.ones(shape)),
-                "iteration_error": (("relaxation", "seed", "k_eval"), np.ones((*shape, 2))),
-                "status": (("relaxation", "seed"), np.zeros(shape, "int8")),
-            },
-            coords={
-                "relaxation": np.linspace(0.1, 0.3, len(rates)),
-                "seed": np.arange(seeds),
-                "iteration": k,
-                "k_eval": [1, 2],
-            },
+    seed_rates = np.array(rates)[:, None] * SEED_JITTER
+    noisy = np.exp(rng.normal(0, noise, (*seed_rates.shape, len(k))))
+    shape, dims = seed_rates.shape, ("relaxation", "seed")
+    per_seed = {
+        name: (dims, seed_rates * np.array(values)[:, None] / np.array(rates)[:, None])
+        for name, values in (
+            ("spectral_radius", rho),
+            ("spectral_radius_median", rho),
+            ("relaxed_norm", norm),
+            ("predicted_rate", bound),
         )
+    }
+    ds = xr.Dataset(
+        {
+            "residual": ((*dims, "iteration"), seed_rates[..., None] ** k * noisy),
+            "window_start": (dims, np.full(shape, k_train)),
+            "lipschitz": (dims, np.ones(shape)),
+            "iteration_error": ((*dims, "k_eval"), np.ones((*shape, 2))),
+            "test_rel_l2": (dims, np.ones(shape)),
+            "status": (dims, np.zeros(shape, "int8")),
+            **per_seed,
+        },
+        coords={
+            "relaxation": np.linspace(0.1, 0.3, len(rates)),
+            "seed": np.arange(3),
+            "iteration": k,
+            "k_eval": [1, 2],
+        },
     )
-    config = {"study": "t", "model": {"iterations": k_train, "shared": True, "relaxation": 0.5}}
-    ds.attrs.update(config=json.dumps(config), axes=json.dumps({"relaxation": "model.relaxation"}))
-    return ds
+    return _with_config(ds, {"relaxation": "model.relaxation"}, k_train=k_train)
 
 
-def test_the_rate_fit_recovers_planted_rates_and_gives_each_verdict():
-    rates = analysis.rate_table(
-        *_cube_and_config(_residual_cube([0.5, 0.8, 0.8, 0.9], [0.7, 0.8, 0.75, 1.2]))
+def _with_config(ds, axes, **model):
+    config = {"study": "t", "model": {"iterations": 2, "shared": True, "relaxation": 0.5}}
+    config["model"].update(model)
+    ds = cube.describe(ds)
+    ds.attrs.update(config=json.dumps(config), axes=json.dumps(axes))
+    return ds, config
+
+
+def test_the_late_rate_is_recovered_and_compared_with_rho_the_norm_and_the_bound():
+    ds, config = _planted_cube(
+        rates=[0.5, 0.8, 0.8, 1.02, 0.98],  # 1.02: no seed decays; 0.98: r_30 / r_2 > 1%
+        rho=[0.5, 0.64, 0.8 / 1.1, 0.9, 0.98],  # fitted / rho: 1, 1.25, 1.1 (the margin)
+        norm=[0.75, 0.7, 0.8, 1.2, 1.2],
+        bound=[0.9, 0.7, 1.2, 0.9, 1.2],
     )
-    np.testing.assert_allclose(rates.rate, [0.5, 0.8, 0.8, 0.9], rtol=0.01)
-    assert list(rates.verdict) == [
-        "faster than the bound: theory holds",
-        "at the bound: theory holds, tight",
-        "slower than the bound: theory violated",
-        "no prediction (a + (1-a) L-hat >= 1); residuals decay",
+    rates = analysis.rate_table(ds, config)
+    np.testing.assert_allclose(rates.rate, [0.5, 0.8, 0.8, 1.02, 0.98], rtol=0.01)
+    assert list(rates.rho_seeds) == [3, 3, 3, 0, 0]
+    assert list(rates.bound_seeds) == [3, 3, 0, 3, 0]
+    np.testing.assert_allclose(rates.rho_ratio[:3], [1, 1.25, 1.1], rtol=0.01)
+    assert (rates.rate_low < rates.rate).all() and (rates.rate < rates.rate_high).all()
+    not_decaying = "not a test: the residuals do not decay (y_K is not near a fixed point)"
+    assert list(rates.verdict_rho) == [
+        "holds",
+        "does not hold (residuals decay slower than rho)",
+        "not shown (interval reaches beyond the 10% margin)",
+        not_decaying,
+        not_decaying,  # its rate's CI is below 1, but y_K is far from the fixed point
     ]
-    # window k >= K_train = 2; 0.5^k falls below 1e-5 max r = 1e-5 r_1 after k = 17
-    assert list(rates.points) == [3 * 16, 3 * 29, 3 * 29, 3 * 29]
+    assert list(rates.verdict_norm) == [
+        "compatible (below the bound)",
+        "does not hold (rate above the bound)",
+        "compatible (at the bound)",
+        not_decaying,
+        not_decaying,
+    ]
+    assert list(rates.verdict_bound) == [
+        "compatible (below the bound)",
+        "does not hold (rate above the bound: L-hat under-estimates L)",
+        "not a test: a + (1-a) L-hat >= 1 (no bound)",
+        # met condition, residuals not decaying: the bound fails (L-hat too small)
+        "does not hold (rate above the bound: L-hat under-estimates L)",
+        "not a test: a + (1-a) L-hat >= 1 (no bound)",
+    ]
+    # the late window: the later half of k = 2..30 (0.5^k stays above 1e-10 of the largest)
+    assert list(rates["first"]) == [16] * 5 and list(rates["last"]) == [30] * 5
+    assert list(rates.points) == [3 * 15] * 5
+    texts = [*rates.verdict_rho, *rates.verdict_norm, *rates.verdict_bound]
+    assert not any("violated" in t or "confirm" in t for t in texts)
 
 
-def _cube_and_config(ds):
-    return ds, json.loads(ds.attrs["config"])
-
-
-def test_round_off_residuals_are_left_out_of_the_fit():
-    ds = _residual_cube([0.5], [0.7], iterations=40, noise=0.0)
-    ds["residual"] = np.maximum(ds["residual"], 1e-9)  # a floor at 1e-9 of r_1 = 0.5
-    rates = analysis.rate_table(*_cube_and_config(ds))
-    np.testing.assert_allclose(rates.rate, [0.5], rtol=1e-6)
+def test_round_off_residuals_are_left_out_of_the_late_window():
+    ds, config = _planted_cube([0.5], [0.5], [0.6], [0.7], iterations=60, noise=0.0)
+    ds["residual"] = np.maximum(ds["residual"], 1e-15)  # round-off at 1e-15, below 1e-10 r_1
+    rates = analysis.rate_table(ds, config)
+    np.testing.assert_allclose(rates.rate, [0.5], rtol=0.01)
+    assert rates["last"].iloc[0] < 40  # 0.495^k < 1e-10 * 0.495 from k = 34 on
     # the floor is relative to the largest residual, not r_1 (a dead first block: r_1 ~ 0)
-    ds["residual"][..., 0] = 1e-12
-    np.testing.assert_allclose(analysis.rate_table(*_cube_and_config(ds)).rate, [0.5], rtol=1e-6)
+    ds["residual"][..., 0] = 1e-30
+    np.testing.assert_allclose(analysis.rate_table(ds, config).rate, [0.5], rtol=0.01)
+
+
+def test_seed_interval_is_the_t_interval_of_exact_seeds_and_never_narrower_than_the_fits():
+    values = np.array([1.0, 2.0, 4.0])
+    mean, low, high = analysis.seed_interval(values)
+    half = 4.302652729911275 * values.std(ddof=1) / np.sqrt(3)  # t_(0.975, 2)
+    np.testing.assert_allclose([mean, low, high], [7 / 3, 7 / 3 - half, 7 / 3 + half])
+    # identical seeds: the fits' own errors give the width, t_(0.975, 10) sqrt(3 * 0.3^2) / 3
+    _, low, high = analysis.seed_interval(np.ones(3), np.full(3, 0.3), np.full(3, 10))
+    np.testing.assert_allclose(high - 1, 2.2281388519649385 * 0.3 / np.sqrt(3))
+    assert np.isnan(analysis.seed_interval([1.0])[1])  # one exact seed: no interval
+
+
+def test_seed_interval_covers_the_mean_of_normal_seeds_at_its_level():
+    rng = np.random.default_rng(1)
+    draws = rng.normal(0.3, 0.1, (2000, 3))
+    covered = [low <= 0.3 <= high for _, low, high in map(analysis.seed_interval, draws)]
+    assert 0.935 < np.mean(covered) < 0.965  # the t interval's exact coverage: 0.95
+
+
+def _performance_cube(slopes, growth, noise=0.05):
+    """Errors e = K_train^slope per relaxation (seed noise) and e(K_eval = 64) = growth e."""
+    rng = np.random.default_rng(2)
+    k_train = np.array([2, 4, 8])
+    dims = ("relaxation", "iterations", "seed")
+    error = k_train[None, :, None] ** np.array(slopes)[:, None, None]
+    error = 0.1 * error * np.exp(rng.normal(0, noise, (len(slopes), 3, 3)))
+    late = error * np.array(growth)[:, None, None] * np.exp(rng.normal(0, noise, error.shape))
+    ds = xr.Dataset(
+        {
+            "test_rel_l2": (dims, error),
+            "iteration_error": ((*dims, "k_eval"), np.stack([error, late], -1)),
+            "status": (dims, np.zeros(error.shape, "int8")),
+        },
+        coords={
+            "relaxation": [0.0, 0.5, 0.8],
+            "iterations": k_train,
+            "seed": np.arange(3),
+            "k_eval": [8, 64],
+        },
+    )
+    axes = {"relaxation": "model.relaxation", "iterations": "model.iterations"}
+    return _with_config(ds, axes)
+
+
+def test_the_performance_claims_on_planted_errors():
+    ds, config = _performance_cube(slopes=[-0.5, 0.5, 0.0], growth=[0.5, 2.0, 1.0])
+    depth = analysis.depth_table(ds, config)
+    np.testing.assert_allclose(depth.slope[:2], [-0.5, 0.5], atol=0.05)
+    assert list(depth.verdict) == [
+        "holds",
+        "does not hold",
+        "not shown (interval contains the null)",
+    ]
+    assert list(depth.k_train) == ["2, 4, 8"] * 3 and list(depth.seeds) == [3] * 3
+    growth = analysis.growth_table(ds, config)
+    assert len(growth) == 9  # one row per (a, K_train)
+    np.testing.assert_allclose(growth.ratio[:6], [0.5] * 3 + [2.0] * 3, rtol=0.1)
+    not_shown = "not shown (interval contains the null)"
+    assert list(growth.verdict) == ["holds"] * 3 + ["does not hold"] * 3 + [not_shown] * 3
+    claims = analysis.claims_table(
+        analysis.rate_table(*_planted_cube([0.5], [0.5], [0.6], [0.7])), depth, growth
+    )
+    row = claims.set_index("statement").loc["error at K_eval = K_train falls as K_train grows"]
+    assert row.verdicts == "holds: 1, does not hold: 1, not shown: 1"
+
+
+def test_the_tables_round_trip_through_fit_nc_into_fit_md_and_the_rate_figure():
+    ds, _ = _planted_cube([0.5, 1.02], [0.5, 0.9], [0.75, 1.2], [0.9, 0.9])
+    found = analysis.analyse(ds, {"confidence": 0.95})
+    assert set(found) == {"seeds", "rates", "depth", "growth", "claims", "errors"}
+    assert len(found["seeds"]) == 2 * 3  # one row per grid point and seed
+    fits = tables.tables_dataset({f"iteration_{k}": v.to_dict("records") for k, v in found.items()})
+    text = analysis.markdown(fits)
+    assert "| late residual rate = spectral radius of a I + (1-a) dT/dy | prediction |" in text
+    assert "| 0.1 | 2 | yes | 16-30 | 0.500 [" in text  # a, K_train, shared, late window
+    assert "not a test: one K_train value" in text and "violated" not in text
+    figure = analysis.iteration_rate_vs_radius(ds, fits)
+    assert len(figure.axes[0].collections) == 4  # rho and norm, shared and stacked
 
 
 # ---------------------------------------------------------------- end to end
@@ -250,11 +403,19 @@ def test_the_tiny_study_measures_rates_and_errors_end_to_end(tmp_path):
     # the error at K_eval = K_train is the trained model's test error
     np.testing.assert_allclose(ds.iteration_error.sel(k_eval=2), ds.test_rel_l2, rtol=1e-5)
     np.testing.assert_allclose(ds.predicted_rate, 0.5 + 0.5 * ds.lipschitz, rtol=1e-6)
-    rates = tables.table(cube.read(study / "fit.nc"), "iteration_rates")
-    assert len(rates) == 2 and rates.rate.between(0, 2).all() and (rates.points == 2 * 11).all()
+    assert (ds.spectral_radius_median <= ds.spectral_radius).all()
+    assert (ds.spectral_radius <= ds.relaxed_norm * (1 + 1e-9)).all()  # rho <= ||M||_2
+    fits = cube.read(study / "fit.nc")
+    rates = tables.table(fits, "iteration_rates")
+    assert len(rates) == 2 and rates.rate.between(0, 2).all()
+    assert (rates.points >= 2 * 3).all() and (rates.points <= 2 * 11).all()  # k = 2..12
     text = (study / "fit.md").read_text()
-    assert "## Iterated operators: residual rate vs a + (1-a) L-hat" in text
-    assert text.count("| 0.5 | 2 |") == 4  # two rows in each table
+    assert "## Iterated operators: late residual rate vs the spectral radius" in text
+    assert "## Iterated operators: does the error grow past K_train?" in text
+    assert "violated" not in text
+    # two rows in each of the rho, bounds, growth and error tables
+    assert text.count("| 0.5 | 2 |") == 8
+    assert len(tables.table(fits, "iteration_claims")) == 5 * 2  # statements x shared
     for name in ("iteration_residuals", "iteration_error_vs_k"):
         assert (study / "figures" / f"{name}.png").stat().st_size > 1000
-    assert isinstance(tables.table(cube.read(study / "fit.nc"), "iteration_errors"), pd.DataFrame)
+    assert isinstance(tables.table(fits, "iteration_errors"), pd.DataFrame)

@@ -30,7 +30,8 @@ class Analysis:
 
 ANALYSES: dict[str, Analysis] = {
     "iteration": Analysis(
-        "opscale.analyses.iteration", ("iteration_residuals", "iteration_error_vs_k")
+        "opscale.analyses.iteration",
+        ("iteration_residuals", "iteration_error_vs_k", "iteration_rate_vs_radius"),
     ),
     "recovery": Analysis("opscale.analyses.recovery", ("recovery_probability", "recovery_rank")),
     "linearization": Analysis(

@@ -15,14 +15,32 @@ For a trained ``opscale.models.iterative`` model, on the test functions:
 - ``lipschitz(member)``: L-hat, the maximum of block_lipschitz over the rate window, the
   iterations k >= ``window_start(member)`` = K_train, beyond those trained, where one map
   repeats (the shared block, or the last of the non-shared blocks);
-- ``predicted_rate(member)``: a + (1 - a) L-hat, the contraction rate of the relaxed map;
-  when it is below 1 the residuals decay at least geometrically with that rate.
+- ``predicted_rate(member)``: a + (1 - a) L-hat, the contraction bound of the relaxed map;
+  when it is below 1 it is a sufficient condition for the residuals to decay at least
+  geometrically with that rate (an upper bound, never a prediction of the rate itself);
+- ``spectral_radius(member)``: the largest, over every test function, spectral radius of
+  the Jacobian of the relaxed map y -> a y + (1 - a) T(u, y) (of the repeated block) at the
+  final iterate y_K, K = max K_eval: a I + (1 - a) dT/dy, a q x q matrix per function,
+  exact (q jvps) and its eigenvalues in float64. Near a fixed point y* the error obeys
+  y_(k+1) - y* ~ M (y_k - y*), so each function's residuals decay asymptotically at the
+  spectral radius of its M, and the RMS over functions at the largest of them: the
+  falsifiable, two-sided prediction of the late residual rate (when y_K is near a fixed
+  point, i.e. when the residuals have decayed);
+- ``spectral_radius_median(member)``: the median of the same over the test functions;
+- ``relaxed_norm(member)``: the largest, over the test functions, operator 2-norm
+  ||a I + (1 - a) dT/dy||_2 at y_K: a local upper bound of the late rate (r_(k+1) <= its
+  value times r_k to first order), >= the spectral radius.
 
 L-hat is a local estimate along the test trajectories: a lower bound of the block's
-global Lipschitz constant but the constant on the region the iterates visit.
+global Lipschitz constant, by power iteration from below (so a + (1 - a) L-hat can
+under-estimate the contraction constant). The trajectory and every quantity derived from
+it are computed on a float64 copy of the model, so that the residuals decay geometrically
+for many iterations before they reach round-off.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -51,14 +69,16 @@ class IterationMeasure:
 
     def finish(self, model, data: dict) -> xr.Dataset:
         """The measured variables of every member (see the module docstring)."""
-        test = data["test"]
+        model, u, s = _float64(model), data["test"].u.double(), data["test"].s.double()
         with torch.no_grad():
-            iterates = model.trajectory(test.u, max(self.k_eval))  # K + 1 of (S, n, q)
-        errors = torch.stack([relative_l2(iterates[k], test.s) for k in self.k_eval], -1)
-        steps = block_lipschitz(model, test.u, iterates, self._starts(test), self.power_steps)
+            iterates = model.trajectory(u, max(self.k_eval))  # K + 1 of (S, n, q)
+        errors = torch.stack([relative_l2(iterates[k], s) for k in self.k_eval], -1)
+        steps = block_lipschitz(model, u, iterates, self._starts(u, s.shape[-1]), self.power_steps)
         start = window_start(model)
         lipschitz = steps[:, start - 1 :].max(dim=1).values
         a = model.relaxation
+        jacobian = relaxed_jacobian(model, u, iterates[-1], len(iterates) - 1)
+        radius = spectral_radius(jacobian)
         measured = {
             "iteration_error": errors,
             "residual": residuals(iterates),
@@ -66,14 +86,22 @@ class IterationMeasure:
             "lipschitz": lipschitz,
             "predicted_rate": a + (1 - a) * lipschitz,
             "window_start": np.full(len(self.seeds), start),
+            "spectral_radius": radius.amax(dim=-1),
+            "spectral_radius_median": radius.quantile(0.5, dim=-1),
+            "relaxed_norm": torch.linalg.matrix_norm(jacobian, ord=2).amax(dim=-1),
         }
         return dataset(measured, self.k_eval, len(iterates) - 1)
 
-    def _starts(self, test) -> torch.Tensor:
+    def _starts(self, u: torch.Tensor, queries: int) -> torch.Tensor:
         """Random unit start vectors of the power iterations, one stream per member."""
-        shape = (min(self.functions, test.u.shape[1]), test.s.shape[-1])
+        shape = (min(self.functions, u.shape[1]), queries)
         draws = [torch.randn(shape, generator=torch_generator(s, "power")) for s in self.seeds]
-        return torch.stack(draws).to(test.u)
+        return torch.stack(draws).to(u)
+
+
+def _float64(model):
+    """A float64 copy of the model (the trained one is left as it is)."""
+    return copy.deepcopy(model).to(torch.float64)
 
 
 def residuals(iterates: list[torch.Tensor]) -> torch.Tensor:
@@ -117,6 +145,26 @@ def block_lipschitz(model, u, iterates, start: torch.Tensor, steps: int) -> torc
     return out.detach()
 
 
+def relaxed_jacobian(model, u: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Jacobian of the relaxed step k (0-based), a I + (1 - a) dT_k/dy, at y: (S, n, q, q).
+
+    Entry [..., i, j] is d y_(k+1),i / d y_k,j. Each (member, function) row of the step
+    depends only on its own row of y, so pushing the j-th unit vector through every row
+    at once (one jvp) gives column j of every row's Jacobian: q jvps in all.
+    """
+    u, y = u.detach(), y.detach()
+    basis = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
+    columns = [
+        torch.func.jvp(lambda y: model.step(k, u, y), (y,), (e.expand_as(y),))[1] for e in basis
+    ]
+    return torch.stack(columns, dim=-1).detach()
+
+
+def spectral_radius(matrices: torch.Tensor) -> torch.Tensor:
+    """Largest eigenvalue modulus of each square matrix (..., q, q) -> (...), in float64."""
+    return torch.linalg.eigvals(matrices.to(torch.float64)).abs().amax(dim=-1)
+
+
 def spectral_norm(fn, y: torch.Tensor, start: torch.Tensor, steps: int = 30) -> torch.Tensor:
     """||d fn / d y||_2 per row by power iteration on J^T J.
 
@@ -148,6 +196,15 @@ VARIABLES = {
     "lipschitz": Variable(MEMBER, "L-hat: Lipschitz constant of the repeated block", "1"),
     "predicted_rate": Variable(MEMBER, "predicted residual rate a + (1 - a) L-hat", "1"),
     "window_start": Variable(MEMBER, "first iteration k of the residual-rate window", "1"),
+    "spectral_radius": Variable(
+        MEMBER, "spectral radius of a I + (1 - a) dT/dy at y_K, largest over test functions", "1"
+    ),
+    "spectral_radius_median": Variable(
+        MEMBER, "spectral radius of a I + (1 - a) dT/dy at y_K, median over test functions", "1"
+    ),
+    "relaxed_norm": Variable(
+        MEMBER, "2-norm of a I + (1 - a) dT/dy at y_K, largest over test functions", "1"
+    ),
     "k_eval": Variable(("k_eval",), "K_eval: iterations applied at test time", "1", coord=True),
     "iteration": Variable(("iteration",), "iteration k", "1", coord=True),
 }

@@ -87,6 +87,7 @@ def test_every_job_of_the_workflow_writes_where_the_layout_says(planned):
 
 def test_the_figures_are_where_the_layout_says(planned):
     (job,) = [job for job in planned if job["rule"] == ["figures"]]
-    assert job["output"] and all(LAYOUT.figure(Path(f).stem) == f for f in job["output"])
+    outputs = [Path(f) for f in job["output"]]
+    assert outputs and all(LAYOUT.figure(p.stem, p.suffix[1:]) == str(p) for p in outputs)
     assert job["log"] == [LAYOUT.log("figures")]
     assert job["benchmark"] == [LAYOUT.benchmark("figures")]

@@ -144,3 +144,192 @@ def test_a_law_that_could_not_be_fitted_is_said_on_the_figure(drawn):
     bare = fits.drop_vars([v for v in fits.data_vars if v.startswith("fitted_")])
     figure = plots.error_vs_n_train(obs, bare)
     assert any(plots.NO_LAW in t.get_text() for t in figure.texts)
+
+
+# ------------------------------------------------------- formats, dpi, interactive page
+SIGNATURES = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-"}
+
+
+def _is_valid(path) -> bool:
+    """A PNG by its signature, a PDF by its header, an SVG by its parsed root element."""
+    from pathlib import Path
+    from xml.etree import ElementTree
+
+    fmt = Path(path).suffix[1:]
+    if fmt == "svg":
+        return ElementTree.parse(path).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    return Path(path).read_bytes().startswith(SIGNATURES[fmt])
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """The toy analysis of tests/analysis_toy.py: a figure drawn by an analysis' own code."""
+    from opscale import analyses
+
+    toy = analyses.Analysis("tests.analysis_toy", ("toy_figure",))
+    monkeypatch.setitem(analyses.ANALYSES, "toy", toy)
+
+
+def test_every_figure_is_written_in_every_format(tmp_path, toy):
+    from opscale.figures import FORMATS
+
+    cube.write(synthetic_cube(seeds=2, widths=(4, 8), n_train=(8, 16)), tmp_path / "cube.nc")
+    settings = {"bootstrap": 20, "backtest_bootstrap": 10, "analyses": ["toy"]}
+    fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", settings)
+    names = [*plots.FIGURES, "toy_figure"]  # the scaling figures and an analysis' one
+    outputs = {name: [str(tmp_path / f"{name}.{fmt}") for fmt in FORMATS] for name in names}
+    assert plots.draw_figures(tmp_path / "cube.nc", tmp_path / "fit.nc", outputs) == {}
+    for paths in outputs.values():
+        for path in paths:
+            assert _is_valid(path), path
+
+
+def test_dpi_sets_the_png_resolution(tmp_path, drawn):
+    from PIL import Image
+
+    obs, fits = drawn
+    sizes = {}
+    for dpi in (65, 130):
+        path = tmp_path / f"heatmap-{dpi}.png"
+        plots.save_figure(plots.error_heatmap(obs, fits), [path], dpi=dpi)
+        with Image.open(path) as image:
+            sizes[dpi] = image.size
+            assert image.info["dpi"] == pytest.approx((dpi, dpi), abs=0.01)
+    # pixels = inches x dpi: twice the dpi, twice the pixels (to the rounding of the tight box)
+    for axis in (0, 1):
+        assert sizes[130][axis] == pytest.approx(2 * sizes[65][axis], abs=4)
+
+
+def test_a_redrawn_vector_figure_has_the_same_bytes(tmp_path, drawn):
+    obs, fits = drawn
+    for name in ("a", "b"):
+        plots.save_figure(plots.error_heatmap(obs, fits), [tmp_path / f"{name}.svg"])
+        plots.save_figure(plots.error_heatmap(obs, fits), [tmp_path / f"{name}.pdf"])
+    for fmt in ("svg", "pdf"):
+        assert (tmp_path / f"a.{fmt}").read_bytes() == (tmp_path / f"b.{fmt}").read_bytes()
+
+
+def test_the_figures_rule_declares_every_format_and_the_interactive_page():
+    from opscale import figures
+    from opscale.config import load_schema, validate_study
+    from tests.helpers import tiny_config
+
+    schema = load_schema()["properties"]["figures"]["properties"]
+    assert set(schema["format"]["items"]["enum"]) == set(figures.FORMATS)
+    default = validate_study(tiny_config())
+    assert default["figures"] == {"format": ["png"], "dpi": plots.DPI, "interactive": True}
+    config = validate_study(tiny_config(figures={"format": ["svg", "pdf"]}))
+    files = figures.figure_files(config)
+    for name in figures.SCALING_FIGURES:
+        mine = {fmt: category for figure, fmt, category in files if figure == name}
+        assert mine == {"png": "Scaling", "svg": None, "pdf": None}  # the report: the PNG
+    assert (figures.INTERACTIVE, "html", "Scaling") in files
+    assert len(files) == 3 * len(figures.SCALING_FIGURES) + 1
+    off = validate_study(tiny_config(fit={"scaling": False}))
+    assert figures.figure_files(off) == []
+    static = validate_study(tiny_config(figures={"interactive": False}))
+    assert [f for f in figures.figure_files(static) if f[0] == figures.INTERACTIVE] == []
+    assert len(figures.figure_files(static)) == len(figures.SCALING_FIGURES)
+
+
+def test_the_interactive_page_holds_the_law_and_no_remote_script(drawn):
+    import re
+
+    from opscale import tables
+    from opscale.markdown import takeaway
+
+    obs, fits = drawn
+    page = plots.scaling_interactive(obs, fits)
+    rows = tables.table(fits, "row").query("law == 'robust'").set_index("term")
+    for x, term in plots.TERM_OF.items():  # each figure's exponent and interval, in the legend
+        assert f"{x} exponent {tables.interval_cell(rows.loc[term])}" in page
+    assert page.count('"name":"robust law E + A N^-') == 2  # one law trace per figure
+    headline = takeaway(tables.table(fits, "parameter"), rows.reset_index(), "all", "95%")
+    assert f"<li>synthetic: {headline}</li>" in page
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page, flags=re.I)  # nothing fetched
+    assert not re.search(r"<link[^>]*\bhref\s*=\s*[\"']?https?:", page, flags=re.I)
+    assert page.count("Plotly.newPlot") == 2 and plots.plotly_js() in page  # plotly.js inside
+    assert plots.NO_LAW not in page
+
+
+def test_a_group_without_its_law_says_so_and_the_others_draw_theirs(tmp_path):
+    fits = fit.fit(models_cube(), {"bootstrap": 20, "backtest_bootstrap": 10})
+    from opscale.scaling.observations import grouping_axes
+
+    ds = models_cube()
+    obs = plots._labelled(plots._plotted(ds, "test_rel_l2"), grouping_axes(ds))
+    fitted = fits["fitted_robust"].copy()
+    fitted.loc[{"model": "mlp"}] = float("nan")  # the mlp group's law failed
+    fits = fits.assign(fitted_robust=fitted)
+    figure = plots.error_vs_n_train(obs, fits)
+    notes = {ax.get_title(): [t.get_text() for t in ax.texts] for ax in figure.axes}
+    assert [title for title, texts in notes.items() if plots.NO_LAW in texts] == [
+        next(t for t in notes if "model=mlp" in t)
+    ]
+    page = plots.scaling_interactive(obs, fits)
+    assert f"synthetic: model=mlp: {plots.NO_LAW}" in page
+    assert "synthetic: model=deeponet: no law" not in page
+
+
+def test_a_failed_figure_says_why_in_every_format(tmp_path):
+    paths = [tmp_path / f"broken.{fmt}" for fmt in ("png", "pdf", "svg")]
+    reason = "ValueError: no model to plot"
+    plots.save_figure(plots._failure("broken", reason), paths, description=reason)
+    assert _described(paths[0]) == reason
+    assert f"/Subject ({reason})".encode() in paths[1].read_bytes()
+    assert f"<dc:description>{reason}</dc:description>" in paths[2].read_text()
+
+
+def test_an_interactive_page_that_fails_says_why(tmp_path, monkeypatch):
+    from opscale.figures import INTERACTIVE
+
+    cube.write(synthetic_cube(seeds=2, widths=(4, 8), n_train=(8, 16)), tmp_path / "cube.nc")
+    fit.fit_cube(tmp_path / "cube.nc", tmp_path / "fit.nc", tmp_path / "fit.md", {"bootstrap": 0})
+
+    def fails(obs, fits):
+        raise KeyError("fitted_robust")
+
+    monkeypatch.setitem(plots.PAGES, INTERACTIVE, fails)
+    outputs = {INTERACTIVE: [str(tmp_path / f"{INTERACTIVE}.html")], "error_heatmap": []}
+    failed = plots.draw_figures(tmp_path / "cube.nc", tmp_path / "fit.nc", outputs)
+    assert failed == {INTERACTIVE: "KeyError: 'fitted_robust'"}
+    text = (tmp_path / f"{INTERACTIVE}.html").read_text()
+    assert "could not be drawn" in text and "KeyError: &#x27;fitted_robust&#x27;" in text
+
+
+def test_the_interactive_log_axis_is_labelled_in_full():
+    import plotly.graph_objects as go
+
+    figure = go.Figure(go.Scatter(x=[1, 2, 3], y=[0.03, 0.3, None]))
+    ticks = plots._log_ticks(figure)  # 1, 2, 5 x 10^k within a tenth of a decade
+    assert ticks == {"tickvals": [0.05, 0.1, 0.2], "ticktext": ["0.05", "0.1", "0.2"]}
+
+
+def test_the_basic_plotly_bundle_is_embedded_only_at_the_plotly_package_version(
+    tmp_path, monkeypatch
+):
+    import plotly.offline
+
+    version = plotly.offline.get_plotlyjs_version()
+    bundle = tmp_path / "plotly-basic.min.js"
+    monkeypatch.setattr(plots, "BASIC_BUNDLE", bundle)
+    cases = [(None, "full"), (f"v{version}", "basic"), ("v0.0.1", "full")]
+    try:
+        for header, expected in cases:
+            if header:
+                bundle.write_text(f"/**\n* plotly.js (basic - minified) {header}\n*/\nbasic();")
+            plots.plotly_js.cache_clear()
+            chosen = "basic" if plots.plotly_js().endswith("basic();") else "full"
+            assert chosen == expected, header
+    finally:
+        plots.plotly_js.cache_clear()
+
+
+def test_the_report_frame_limit_counts_the_base64_data_url():
+    header = len("data:text/html;charset=utf8;filename=scaling_interactive.html;base64,")
+    largest = 3 * ((plots.FRAME_LIMIT - header) // 4)  # base64: 4 characters per 3 bytes
+    assert plots.fits_report_frame("a" * largest)
+    assert not plots.fits_report_frame("a" * (largest + 3))
+    import plotly.offline
+
+    assert not plots.fits_report_frame(plotly.offline.get_plotlyjs())  # the full bundle: 4.8 MB

@@ -21,6 +21,7 @@ ACTIVATIONS = {
     "tanh": torch.tanh,
     "gelu": nn.functional.gelu,
     "silu": nn.functional.silu,
+    "identity": lambda x: x,  # a linear network: a least-squares estimator (calibration)
 }
 
 

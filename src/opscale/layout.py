@@ -15,7 +15,9 @@ A study's folder, relative to the working directory of the Snakemake run
         exponents.csv                  every law's parameters, one tidy row each (rule fit)
         fit.html, landing.rst          fit.md as the report's page, the report's landing text
                                        (rule page)
-        figures/<name>.png             the figures of the report (rule figures)
+        figures/<name>.png             the figures of the report (rule figures), and
+        figures/<name>.pdf, .svg       in the other formats of figures.format;
+        figures/scaling_interactive.html  the scaling figures, interactive
         logs/<rule>.log                the log of a one-job rule (collect, fit, figures)
         logs/<rule>/<wildcard>.log     the log of each job of a rule (data, train)
         benchmarks/<rule>.tsv          Snakemake's timing of a job, named like its log
@@ -125,9 +127,9 @@ class StudyLayout:
         """The report's landing text for the fitted study (reStructuredText)."""
         return f"{self.study_dir}/landing.rst"
 
-    def figure(self, name: str) -> str:
-        """The figure `name` (a PNG)."""
-        return f"{self.study_dir}/figures/{name}.png"
+    def figure(self, name: str, fmt: str = "png") -> str:
+        """The figure `name` in format `fmt` (png, pdf, svg; html: an interactive page)."""
+        return f"{self.study_dir}/figures/{name}.{fmt}"
 
     def log(self, rule: str, wildcard: str | None = None) -> str:
         """The log of rule `rule`'s job; one per `wildcard` value for rules with one."""

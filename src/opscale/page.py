@@ -63,8 +63,25 @@ def landing(fits: xr.Dataset) -> str:
         "",
         f"Every number is in results/{study}/ (cube.nc, fit.nc, exponents.csv); the page "
         "*fit.html* under **Fits** has every table.",
+        "",
+        describe_figures(fits, study),
     ]
     return _escape_jinja("\n".join(lines)) + "\n"
+
+
+def describe_figures(fits: xr.Dataset, study: str) -> str:
+    """Where the figures are: PNGs in the report, every format on disk, the interactive page."""
+    text = (
+        f"Every figure is in results/{study}/figures/: its PNG here, under its category, "
+        "and its other formats (``figures.format``: pdf, svg) beside it."
+    )
+    if tables.settings(fits).get("scaling", True):
+        text += (
+            " The scaling figures error vs n and vs N are also interactive "
+            "(``figures.interactive``): *scaling_interactive.html* under **Scaling** "
+            "(zoom, hover; no network needed)."
+        )
+    return text
 
 
 def _takeaways(fits: xr.Dataset, study: str) -> list[str]:

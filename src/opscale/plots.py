@@ -6,13 +6,19 @@ of the cube (trained, non-diverged models) and ``fits`` the fit dataset. A study
 analyses (``opscale.analyses``) add their own figures, drawn from ``(cube, fits)``. Lines
 show the median over seeds with the interquartile range; dashed lines are the fitted law.
 Other swept axes become panels.
+
+Every figure is saved by :func:`save_figure` in each format its paths name (png, pdf,
+svg; ``figures.format``), and the two main scaling figures are also drawn interactive
+(:func:`scaling_interactive`: plotly, one self-contained HTML page).
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import textwrap
+from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
@@ -31,7 +37,8 @@ from opscale import (  # noqa: E402
     theory,
 )
 from opscale import cube as cubes  # noqa: E402
-from opscale.figures import SCALING_FIGURES  # noqa: E402
+from opscale.config import PACKAGE_DATA  # noqa: E402
+from opscale.figures import INTERACTIVE, SCALING_FIGURES  # noqa: E402
 from opscale.scaling.observations import ERROR, grouping_axes, observations  # noqa: E402
 from opscale.tables import confidence_label, table  # noqa: E402
 
@@ -46,10 +53,17 @@ RESPONSES = {  # fit.response -> axis label of the error
 log = logging.getLogger(__name__)
 
 
-def draw_figures(cube_path: str, fit_path: str, outputs: dict[str, str]) -> dict[str, str]:
-    """Draw the figures named in `outputs` (name -> PNG path); return those that failed.
+DPI = 130  # figures.dpi's default: sharp on a screen, a small report
 
-    A figure that raises never stops the others: its PNG instead says which figure could
+
+def draw_figures(
+    cube_path: str, fit_path: str, outputs: dict[str, str | list[str]], dpi: int = DPI
+) -> dict[str, str]:
+    """Draw the figures named in `outputs`; return those that failed.
+
+    `outputs` maps a figure name to its path or paths, one per format (the suffix names
+    it: ``.png``, ``.pdf``, ``.svg``; ``.html`` for the interactive page ``INTERACTIVE``).
+    A figure that raises never stops the others: its files instead say which figure could
     not be drawn and why (the error's message, also in the PNG's ``Description`` text),
     and the traceback goes to the log. Returns figure name -> that message.
     """
@@ -60,20 +74,64 @@ def draw_figures(cube_path: str, fit_path: str, outputs: dict[str, str]) -> dict
     sns.set_theme(style="whitegrid", context="paper")
     studies = analyses.figures(settings.get("analyses", []))
     failed = {}
-    for name, path in outputs.items():
+    for name, paths in outputs.items():
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         try:
-            if name in FIGURES:
-                figure = FIGURES[name](obs(), fits)
+            if name in PAGES:
+                drawn = PAGES[name](obs(), fits)
+            elif name in FIGURES:
+                drawn = FIGURES[name](obs(), fits)
             else:  # an analysis' figure draws from the cube itself
-                figure = getattr(analyses.load(studies[name]), name)(cube, fits)
-            metadata = {}
+                drawn = getattr(analyses.load(studies[name]), name)(cube, fits)
+            description = ""
         except Exception as error:  # one figure's failure must not fail the others
             log.exception("figure %s could not be drawn", name)
-            failed[name] = f"{type(error).__name__}: {error}"
-            figure, metadata = _failure(name, failed[name]), {"Description": failed[name]}
-        figure.savefig(path, dpi=130, bbox_inches="tight", metadata=metadata)
-        plt.close(figure)
+            failed[name] = description = f"{type(error).__name__}: {error}"
+            maker = _failure_page if name in PAGES else _failure
+            drawn = maker(name, description)
+        _write(drawn, paths, dpi, description)
     return failed
+
+
+def _write(drawn: plt.Figure | str, paths: list[str], dpi: int, description: str) -> None:
+    """A figure saved in the format of each path; a page (HTML text) written as it is."""
+    if isinstance(drawn, str):
+        for path in paths:
+            Path(path).write_text(drawn, encoding="utf-8")
+    else:
+        save_figure(drawn, paths, dpi, description)
+
+
+# the Description of a failed figure, in each format's own metadata key
+DESCRIPTION_KEYS = {"png": "Description", "pdf": "Subject", "svg": "Description"}
+REPRODUCIBLE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # no time stamp
+
+
+def save_figure(figure: plt.Figure, paths, dpi: int = DPI, description: str = "") -> None:
+    """Save `figure` to every path of `paths` (its suffix: png, pdf or svg), then close it.
+
+    The one place figures are written (scaling and analyses' alike), so every figure
+    honours ``figures.format`` and ``figures.dpi``. `description` (a failed figure's
+    reason) goes into each file's metadata. PDF and SVG carry no time stamp, and the
+    SVG's element ids a fixed salt, so redrawing the same figure writes the same bytes.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else paths
+    with matplotlib.rc_context({"svg.hashsalt": "opscale"}):
+        for path in paths:
+            fmt = Path(path).suffix.lstrip(".").lower()
+            metadata = dict(REPRODUCIBLE.get(fmt, {}))
+            if description:
+                metadata[DESCRIPTION_KEYS[fmt]] = description
+            figure.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata, format=fmt)
+    plt.close(figure)
+
+
+def outputs_by_figure(paths) -> dict[str, list[str]]:
+    """The figures rule's output paths grouped by figure name (the file's stem)."""
+    grouped: dict[str, list[str]] = {}
+    for path in map(str, paths):
+        grouped.setdefault(Path(path).stem, []).append(path)
+    return grouped
 
 
 def _plotted(cube: xr.Dataset, response: str) -> pd.DataFrame:
@@ -97,6 +155,17 @@ def _failure(name: str, message: str) -> plt.Figure:
     ax.text(0.5, 0.45, textwrap.fill(message[:600], 90), ha="center", va="top", fontsize=8)
     ax.text(0.5, 0.02, "the traceback is in the figures rule's log", ha="center", fontsize=7)
     return figure
+
+
+def _failure_page(name: str, message: str) -> str:
+    """An HTML page that says page `name` could not be drawn, and why."""
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(name)}</title></head><body>"
+        f"<p><b>figure {html.escape(repr(name))} could not be drawn</b></p>"
+        f"<p>{html.escape(message)}</p><p>the traceback is in the figures rule's log</p>"
+        "</body></html>\n"
+    )
 
 
 def _labelled(obs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -160,10 +229,16 @@ def _scaling_plot(obs, fits, x: str, hue: str, law: str) -> plt.Figure:
     grid.set_titles("{col_name}")
     if not len(fitted):
         grid.figure.text(0.5, -0.02, NO_LAW, ha="center", va="top", fontsize=8, color="C3")
+    else:  # a group whose law was not fitted while others' were: said in its panel
+        drawn = set(fitted["title"])
+        for title, ax in grid.axes_dict.items():
+            if title not in drawn:
+                ax.text(0.5, 0.02, NO_LAW, transform=ax.transAxes, **NOTE)
     return grid.figure
 
 
 NO_LAW = "no law could be fitted (too few points or seeds): see the notes of fit.md"
+NOTE = {"ha": "center", "va": "bottom", "fontsize": 6, "color": "C3", "wrap": True}
 
 
 def _exponent_row(fits: xr.Dataset, group: str, x: str, law: str):
@@ -196,8 +271,9 @@ def _panel_title(fits: xr.Dataset, group: str, x: str, law: str) -> str:
     title = study_title(fits, group)
     row = _exponent_row(fits, group, x, law)
     if row is None:
-        return title
-    return f"{title}\n{x} exponent {tables.number(row.exponent)} ({law})"
+        return f"{title}\n{law} law not fitted"
+    censored = ", not identified" if row.identified == "no" else ""
+    return f"{title}\n{x} exponent {tables.number(row.exponent)} ({law}{censored})"
 
 
 def study_title(fits: xr.Dataset, group: str) -> str:
@@ -442,6 +518,218 @@ def _frontier_panel(ax, panel, allocation, group) -> None:
     ax.legend(fontsize=6)
 
 
+# ------------------------------------------------------------ the interactive page
+# the two main scaling figures: plotted axis, the axis of one line each, the OLS law
+INTERACTIVE_AXES = (("n", "N", "data"), ("N", "n", "model"))
+# no link out of the page (the plotly logo, "Share chart..."), figures that fit their frame
+PLOTLY_CONFIG = {
+    "responsive": True,
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["sendChartToCloud"],
+}
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "pentagon")
+
+
+def scaling_interactive(obs: pd.DataFrame, fits: xr.Dataset) -> str:
+    """Error vs n and vs N as one self-contained HTML page (plotly.js embedded once).
+
+    The same data as ``error_vs_n_train`` and ``error_vs_n_params``: medians over seeds
+    with interquartile bars, one line per model size (or training-set size), one marker
+    symbol and one dashed law trace per fit group, the law the headline reports (the
+    robust law; else the OLS slope) with its exponent and interval in the legend. Hover
+    reads every point; the page needs no network (the report is opened offline).
+    """
+    figures = [_interactive_figure(obs, fits, *axes) for axes in INTERACTIVE_AXES]
+    parts = [
+        f.to_html(full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG) for f in figures
+    ]
+    study = html.escape(cubes.study_config(fits).get("study", "study"))
+    headlines = "".join(f"<li>{html.escape(line)}</li>" for line in _headlines(fits, obs))
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>opscale {study}: scaling, interactive</title>\n"
+        f"<script>{plotly_js()}</script></head>\n"
+        f'<body style="font-family: system-ui, sans-serif; margin: 1em">\n'
+        f"<h2>opscale study {study}: error vs n and vs N</h2><ul>{headlines}</ul>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )
+    if not fits_report_frame(page):
+        log.warning(
+            "the interactive page (%.1f MB) exceeds the %.0f MB that Chromium-based browsers "
+            "show in the report's frame (a data URL): there it stays blank; open the file "
+            "itself (Firefox shows it in the report). Add plotly.js' basic bundle as %s "
+            "(1.2 MB) to fit.",
+            len(page.encode()) / 1e6,
+            FRAME_LIMIT / 2**20,
+            BASIC_BUNDLE.name,
+        )
+    return page
+
+
+# The report shows an HTML item in a frame whose source is the file as a base64 data URL;
+# Chromium-based browsers load no URL longer than 2 MiB (the frame stays blank).
+FRAME_LIMIT = 2 * 2**20
+# plotly.js' basic partial bundle (scatter, bar, pie; npm plotly.js-basic-dist-min, MIT),
+# at the version the plotly package embeds: 1.2 MB instead of the full bundle's 4.8 MB.
+BASIC_BUNDLE = PACKAGE_DATA / "plotly-basic.min.js"
+
+
+def fits_report_frame(page: str) -> bool:
+    """Whether the report's frame (a base64 data URL of the page) can show `page`."""
+    header = len("data:text/html;charset=utf8;filename=scaling_interactive.html;base64,")
+    return header + 4 * -(-len(page.encode()) // 3) <= FRAME_LIMIT
+
+
+@functools.cache
+def plotly_js() -> str:
+    """plotly.js to embed: the basic bundle where opscale ships it, else plotly's full one.
+
+    Either is the version the plotly package writes its figures for (a basic bundle of
+    another version is not used).
+    """
+    import plotly.offline
+
+    version = plotly.offline.get_plotlyjs_version()
+    if BASIC_BUNDLE.is_file():
+        text = BASIC_BUNDLE.read_text(encoding="utf-8")
+        if f"v{version}\n" in text[:200]:
+            return text
+        log.warning("%s is not plotly.js v%s: the full bundle is embedded", BASIC_BUNDLE, version)
+    return plotly.offline.get_plotlyjs()
+
+
+def _headlines(fits: xr.Dataset, obs: pd.DataFrame) -> list[str]:
+    """The takeaway law of every group, as fit.md's headline says it."""
+    from opscale.markdown import takeaway
+
+    parameters, rows = table(fits, "parameter"), table(fits, "row")
+    level = confidence_label(fits)
+    return [
+        f"{study_title(fits, group)}: "
+        + (takeaway(parameters, rows, group, level) if len(rows) else NO_LAW)
+        for group in _groups(obs, fits)
+    ]
+
+
+def _interactive_figure(obs: pd.DataFrame, fits: xr.Dataset, x: str, other: str, ols: str):
+    import plotly.graph_objects as go
+
+    law = "robust" if "fitted_robust" in fits else ols
+    figure = go.Figure()
+    levels = sorted(obs[other].unique())
+    colours = dict(zip(levels, sns.color_palette("viridis", len(levels)).as_hex(), strict=True))
+    missing = []
+    for symbol, group in zip(SYMBOLS * 8, _groups(obs, fits), strict=False):
+        panel = obs[obs["group"] == group]
+        title = study_title(fits, group)
+        for trace in _measured_traces(panel, x, other, colours, symbol):
+            figure.add_trace(trace.update(legendgroup=group, legendgrouptitle_text=title))
+        law_trace = _law_trace(panel, fits, x, other, law, group)
+        if law_trace is None:
+            missing.append(title)
+        else:
+            figure.add_trace(law_trace.update(legendgroup=group, legendgrouptitle_text=title))
+    values = sorted(obs[x].unique())
+    figure.update_xaxes(
+        type="log", title=LABELS[x], tickvals=values, ticktext=[f"{v:,}" for v in values]
+    )
+    figure.update_yaxes(type="log", title=_error_label(fits), **_log_ticks(figure))
+    figure.update_layout(
+        title=f"error vs {LABELS[x]}, one line per {other}",
+        template="plotly_white",
+        height=520,
+        legend={"groupclick": "toggleitem"},
+    )
+    for i, title in enumerate(missing):
+        figure.add_annotation(
+            text=f"{title}: {NO_LAW}",
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=-0.18 - 0.06 * i,
+            showarrow=False,
+            font={"color": "firebrick", "size": 11},
+        )
+    return figure
+
+
+def _log_ticks(figure) -> dict:
+    """Ticks at 1, 2, 5 x 10^k over the figure's values, each labelled in full (plotly
+    labels a short log axis' minor ticks by their first digit only: 3 for 0.03)."""
+    values = np.concatenate([np.asarray(t.y, dtype=float) for t in figure.data])
+    values = values[np.isfinite(values) & (values > 0)]
+    if not len(values):
+        return {}
+    low, high = np.log10(values.min()), np.log10(values.max())
+    ticks = [
+        m * 10.0**k
+        for k in range(int(np.floor(low)), int(np.ceil(high)) + 1)
+        for m in (1, 2, 5)
+        if low - 0.1 <= np.log10(m * 10.0**k) <= high + 0.1
+    ]
+    return {"tickvals": ticks, "ticktext": [f"{v:g}" for v in ticks]}
+
+
+def _measured_traces(panel: pd.DataFrame, x: str, other: str, colours: dict, symbol: str):
+    """One trace per line (a value of `other`): medians over seeds with IQR bars."""
+    import plotly.graph_objects as go
+
+    quartiles = panel.groupby([other, x])["err"].quantile([0.25, 0.5, 0.75]).unstack()
+    for level, rows in quartiles.groupby(level=0):
+        xs = rows.index.get_level_values(x).to_numpy()
+        low, median, high = (rows[q].to_numpy() for q in (0.25, 0.5, 0.75))
+        yield go.Scatter(
+            x=xs,
+            y=median,
+            mode="lines+markers",
+            name=f"{other} = {level:,}",
+            line={"color": colours[level]},
+            marker={"symbol": symbol, "size": 8},
+            error_y={
+                "type": "data",
+                "array": high - median,
+                "arrayminus": median - low,
+                "color": colours[level],
+            },
+            hovertemplate=f"{other} = {level:,}<br>{x} = %{{x:,}}<br>median err = %{{y:.3g}}"
+            "<extra>measured (median over seeds, bar: IQR)</extra>",
+        )
+
+
+def _law_trace(panel: pd.DataFrame, fits: xr.Dataset, x: str, other: str, law: str, group):
+    """The group's fitted law at every grid point, one dashed trace (None between lines)."""
+    import plotly.graph_objects as go
+
+    fitted = _fitted(panel, fits, law)
+    if not len(fitted):
+        return None
+    xs, ys = [], []
+    for _, rows in fitted.sort_values([other, x]).groupby(other, sort=True):
+        xs += [*rows[x].tolist(), None]
+        ys += [*rows["err"].tolist(), None]
+    name = "robust law E + A N^-α + B n^-β" if law == "robust" else f"{law} log-log OLS"
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines",
+        name=f"{name}<br>{_interactive_exponent(fits, group, x, law)}",
+        line={"color": "black", "dash": "dash", "width": 1.5},
+        hovertemplate=f"{x} = %{{x:,}}<br>fitted err = %{{y:.3g}}<extra>{law} law</extra>",
+    )
+
+
+def _interactive_exponent(fits: xr.Dataset, group: str, x: str, law: str) -> str:
+    """``n exponent 0.716 [0.633, 0.820]`` of the group's law (censoring said)."""
+    row = _exponent_row(fits, group, x, law)
+    if row is None:
+        return f"{x} exponent not fitted"
+    censored = " (not identified)" if row.identified == "no" else ""
+    return f"{x} exponent {tables.interval_cell(row)}{censored}"
+
+
 # name -> drawing function, for every scaling figure of the registry (a name without a
 # function fails here, at import, not silently at draw time)
 FIGURES = {name: globals()[name] for name in SCALING_FIGURES}
+# name -> page function (figures as one HTML page): the interactive scaling figures
+PAGES = {INTERACTIVE: scaling_interactive}

@@ -53,7 +53,18 @@ def test_noise_zero_leaves_every_id_and_spec_as_it_was():
     assert noisy.spec["problem"]["noise"] == 0.1 and noisy.id != quiet.id
 
 
-def test_least_squares_excess_risk_is_noise2_b_over_n_minus_b_minus_1():
+def test_the_closed_form_and_its_slope():
+    # with an intercept: noise^2 (1/n + (1 + 1/n) b / (n - b - 2)); n = 20, b = 4: 1/20 + 1.05/3.5
+    assert calibration.least_squares_risk(1.0, 4, 20) == pytest.approx(0.05 + 0.3)
+    assert calibration.least_squares_risk(0.5, 4, 20) == pytest.approx(0.25 * 0.35)
+    n = np.array([16.0, 64.0, 1e6])
+    slope = calibration.risk_slope(4, n)  # -d log sqrt(R) / d log n, by hand at n = 1e6
+    assert slope[-1] == pytest.approx(0.5, abs=1e-4) and (slope[:2] > 0.5).all()
+    by_hand = -0.5 * np.diff(np.log(calibration.least_squares_risk(1.0, 4, np.array([63.9, 64.1]))))
+    assert slope[1] == pytest.approx(by_hand[0] / np.diff(np.log([63.9, 64.1]))[0], rel=1e-4)
+
+
+def test_least_squares_excess_risk_with_an_intercept_is_the_closed_form():
     # Known answer: outputs linear in b = 4 Gaussian coefficients, relative noise 0.3.
     b, n, q, noise, draws = 4, 40, 6, 0.3, 200
     rng = numpy_rng(0, "test", "calibration")
@@ -74,50 +85,82 @@ def test_least_squares_excess_risk_is_noise2_b_over_n_minus_b_minus_1():
     members = type("Members", (), {"n_train": np.full(draws, n)})()
     measure = Calibration({}, {"problem": {"query_points": "grid"}}, members)
     risks = [measure.least_squares(data, i) for i in range(draws)]
-    assert np.mean(risks) == pytest.approx(noise**2 * b / (n - b - 1), rel=0.15)
+    assert np.mean(risks) == pytest.approx(calibration.least_squares_risk(noise, b, n), rel=0.1)
+    assert np.mean(risks) > 1.1 * noise**2 * b / (n - b - 1)  # more than without intercept
 
 
-def _cube(factor, seeds=4, b=4, noise=0.3):
-    """A calibration cube whose measured risk is `factor` x the closed form (x 5% noise)."""
+def _cube(factor, seeds=4, b=4, noise=0.3, activations=None, spread=0.05):
+    """A calibration cube whose measured risk is `factor` x the closed form (x `spread` noise).
+
+    With `activations` (name -> factor) a swept model.activation axis, one factor each.
+    """
     rng = np.random.default_rng(1)
     widths, n_train = [32, 128], [16, 32, 64, 128, 256, 512]
-    n = np.array(n_train, float)[None, :, None]
-    closed = noise**2 * b / (n - b - 1)
-    measured = factor * closed * np.exp(rng.normal(0, 0.05, (len(widths), len(n_train), seeds)))
-    measured[0] *= 1.5  # the smaller model is worse: the envelope picks the larger
-    dims = ("width", "n_train", "seed")
-    study = {"study": "cal", "sweep": {"model.width": widths, "data.n_train": n_train}}
+    factors = np.array(list((activations or {"relu": factor}).values()))[:, None, None, None]
+    n = np.array(n_train, float)[None, None, :, None]
+    closed = calibration.least_squares_risk(noise, b, n)
+    shape = (len(factors), len(widths), len(n_train), seeds)
+    measured = factors * closed * np.exp(rng.normal(0, spread, shape))
+    measured[:, 0] *= 1.5  # the smaller model is worse: the envelope picks the larger
+    dims, axes = ("activation", "width", "n_train", "seed"), {"width": "model.width"}
+    sweep = {"model.width": widths, "data.n_train": n_train}
+    coords = {"activation": list(activations or ["relu"]), "width": widths, "n_train": n_train}
+    if activations is None:
+        measured, dims, coords = measured[0], dims[1:], {k: coords[k] for k in dims[1:3]}
+    else:
+        axes, sweep = (
+            {"activation": "model.activation", **axes},
+            {"model.activation": list(activations), **sweep},
+        )
+    study = {"study": "cal", "sweep": sweep}
     study["problem"] = {"noise": noise, "inputs": {"family": "sine", "modes": b}}
+    sizes = np.array(widths, float)[:, None, None] ** 2
     ds = xr.Dataset(
         {
             "test_rel_mse": (dims, measured),
             "test_rel_l2": (dims, np.sqrt(measured)),
-            "n_params": (dims, np.ones_like(measured) * np.array(widths)[:, None, None] ** 2),
-            "ls_test_rel_mse": (dims, closed * np.ones_like(measured)),
+            "n_params": (dims, np.ones_like(measured) * sizes),
+            "ls_test_rel_mse": (dims, closed[0] * np.ones_like(measured)),
             "status": (dims, np.zeros(measured.shape, "int8")),
         },
-        coords={"width": widths, "n_train": n_train, "seed": np.arange(seeds)},
+        coords={**coords, "seed": np.arange(seeds)},
         attrs={
             "config": json.dumps(config.validate_study(study)),
-            "axes": json.dumps({"width": "model.width", "n_train": "data.n_train"}),
+            "axes": json.dumps({**axes, "n_train": "data.n_train"}),
         },
     )
     return cube.describe(cube.model_coords(ds, ["width"]))  # n_params as collect lays it out
 
 
-def test_the_calibration_holds_above_the_closed_form_and_at_its_rate():
-    tables = calibration.analyse(_cube(1.3), {"confidence": 0.95})
+def test_a_model_at_least_squares_risk_holds_every_statement():
+    tables = calibration.analyse(_cube(1.03, spread=0.01), {"confidence": 0.95})
     risk, rate, theory = tables["risk"], tables["rate"], tables["theory"]
-    assert (risk["size"] == "width=128").all() and risk["ratio"].min() > 1.1
+    assert (risk["size"] == "width=128").all() and risk["paired"].min() > 0.9
     row = rate.iloc[0]
     assert row.exponent_low < row.closed_form < row.exponent_high
     assert row.closed_form == pytest.approx(0.5, abs=0.02)
-    assert list(theory["verdict"]) == ["holds", "holds"]
+    assert list(theory["verdict"]) == ["holds", "holds", "holds"]
+    assert set(theory["group"]) == {"all"}
+
+
+def test_a_constant_factor_above_least_squares_does_not_approach_it():
+    theory = calibration.analyse(_cube(1.5), {"confidence": 0.95})["theory"]
+    verdicts = list(theory["verdict"])
+    assert verdicts[0] == "holds" and verdicts[2] == "holds"  # above it, at its rate
+    assert verdicts[1].startswith("does not hold: stays 1.") and verdicts[1].endswith("x above")
 
 
 def test_the_calibration_says_when_models_beat_least_squares():
     theory = calibration.analyse(_cube(0.5), {"confidence": 0.95})["theory"]
     assert theory["verdict"].iloc[0] == "does not hold"
+
+
+def test_each_activation_is_its_own_group_with_its_own_verdicts():
+    ds = _cube(None, activations={"identity": 1.03, "relu": 8.0}, spread=0.01)
+    theory = calibration.analyse(ds, {"confidence": 0.95})["theory"]
+    verdicts = theory.groupby("group")["verdict"].apply(list).to_dict()
+    assert verdicts["activation=identity"] == ["holds", "holds", "holds"]
+    assert verdicts["activation=relu"][1] == "does not hold: stays 7.99x above"
 
 
 def test_fit_md_prints_the_calibration_and_its_figure_draws(tmp_path):

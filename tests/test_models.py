@@ -226,3 +226,13 @@ def test_vmapped_training_in_the_engine_equals_training_each_plain_module_alone(
     assert (trainer.loss_curve[:, -1] < trainer.loss_curve[:, 0]).all()
     flops = train.training_flops(model, data, recipe, members, trainer.steps_trained)
     assert (flops == 30 * 3 * 2 * 12 * (5 * 6 + 6 * 6 + 6 * 3)).all()
+
+
+def test_the_identity_activation_makes_a_linear_network():
+    # Known answer: linear layers compose to an affine map: f(a x + (1-a) y) = a f(x) + (1-a) f(y)
+    mlp = BatchedMLP([3, 5, 5, 2], "identity", _generators(0, 1), dtype=torch.float64)
+    x, y = torch.randn(2, 2, 7, 3, dtype=torch.float64)
+    mixed = mlp(0.3 * x + 0.7 * y)
+    assert torch.allclose(mixed, 0.3 * mlp(x) + 0.7 * mlp(y), atol=1e-12)
+    relu = BatchedMLP([3, 5, 5, 2], "relu", _generators(0, 1), dtype=torch.float64)
+    assert not torch.allclose(relu(0.3 * x + 0.7 * y), 0.3 * relu(x) + 0.7 * relu(y))

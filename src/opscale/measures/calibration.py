@@ -1,17 +1,19 @@
 """Calibration against least squares: the excess risk of each member and of least squares.
 
 For a linear operator of inputs spanned by b functions with Gaussian coefficients, and
-labels with Gaussian noise of sd sigma, the best an estimator that is linear in the
-labels can expect is least squares' squared excess risk sigma^2 b / (n - b - 1) (Gaussian
-design, no intercept). With ``problem.noise`` = sigma / RMS(clean test outputs) the
-relative excess risk, test MSE over the mean square of the (clean) test outputs, is
-noise^2 b / (n - b - 1). Per member this measure stores
+labels with Gaussian noise of sd sigma, least squares has a known expected squared excess
+risk (``opscale.analyses.calibration.least_squares_risk``). With ``problem.noise`` =
+sigma / RMS(clean test outputs) the relative excess risk, test MSE over the mean square of
+the (clean) test outputs, is noise^2 times a function of b and n. Per member this measure
+stores
 
 - ``test_rel_mse``: the member's relative excess risk (test labels are clean);
-- ``ls_test_rel_mse``: the same for least squares fitted to the member's own noisy
-  training functions (sensor values -> outputs, minimum-norm ``lstsq`` in float64, singular
-  values below 10 x the training dtype's epsilon dropped: the sensor values span the
-  inputs' b dimensions, up to rounding), the empirical reference of its draw.
+- ``ls_test_rel_mse``: the same for least squares *with an intercept* (the networks'
+  output biases make them affine estimators, so affine least squares is their reference)
+  fitted to the member's own noisy training functions (sensor values and a constant ->
+  outputs, minimum-norm ``lstsq`` in float64, singular values below 10 x the training
+  dtype's epsilon dropped: the sensor values span the inputs' b dimensions, up to
+  rounding), the empirical reference of its draw.
 
 ``opscale.analyses.calibration`` compares both with the closed form. Aligned data only.
 """
@@ -58,10 +60,16 @@ class Calibration:
     def least_squares(self, data: dict, i: int) -> float:
         """Relative test MSE of least squares fitted to member i's training functions."""
         n, dtype = int(self.members.n_train[i]), data["train"].u.dtype
-        x, y = data["train"].u[i, :n].double().cpu(), data["train"].s[i, :n].double().cpu()
+        x, y = _affine(data["train"].u[i, :n]), data["train"].s[i, :n].double().cpu()
         # directions below the training dtype's rounding are not directions of the inputs:
         # kept, they let least squares fit the noise along (sensors - b) more directions
         rcond = 10 * torch.finfo(dtype).eps
         weights = torch.linalg.lstsq(x, y, rcond=rcond, driver="gelsd").solution
-        x_test, y_test = data["test"].u[i].double().cpu(), data["test"].s[i].double().cpu()
+        x_test, y_test = _affine(data["test"].u[i]), data["test"].s[i].double().cpu()
         return float((x_test @ weights - y_test).square().mean() / y_test.square().mean())
+
+
+def _affine(u: torch.Tensor) -> torch.Tensor:
+    """Sensor values (rows) with a constant column appended: the design of affine LS."""
+    u = u.double().cpu()
+    return torch.cat([u, torch.ones(len(u), 1, dtype=u.dtype)], dim=1)

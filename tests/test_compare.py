@@ -120,3 +120,26 @@ def test_export_without_pyarrow_says_so(studies, tmp_path, monkeypatch, capsys):
 def test_export_of_an_empty_folder_names_it(tmp_path, capsys):
     assert cli.main(["export", str(tmp_path)]) == 2
     assert str(tmp_path / "cube.nc") in capsys.readouterr().err
+
+
+def test_two_groups_are_compared_by_name_and_an_unknown_group_is_named(studies):
+    a, b = (cube.read(studies / name / "fit.nc") for name in ("low", "high"))
+    group = table(a, "row")["group"].iloc[0]
+    matched, only_a, only_b = compare.compare_fits(a, b, groups=(group, group))
+    robust = matched[matched["law"] == "robust"].set_index("term")
+    assert set(robust["group"]) == {f"{group} vs {group}"} and not only_a and not only_b
+    assert robust.loc["log_N", "verdict"] == "different"  # planted 0.3 vs 0.7
+    same, _, _ = compare.compare_fits(a, a, groups=(group, group))
+    assert (same["difference"] == 0).all()
+    with pytest.raises(ValueError, match=f"A has no group 'steps=1'; its groups: {group}"):
+        compare.compare_fits(a, b, groups=("steps=1", group))
+
+
+def test_compare_within_one_study_needs_groups(studies, capsys):
+    group = table(cube.read(studies / "low" / "fit.nc"), "row")["group"].iloc[0]
+    assert cli.main(["compare", str(studies / "low"), "--groups", group, group]) == 0
+    assert "share their seeds" in capsys.readouterr().out
+    assert cli.main(["compare", str(studies / "low")]) == 2
+    assert "give study B, or --groups" in capsys.readouterr().err
+    assert cli.main(["compare", str(studies / "low"), "--groups", "x", group]) == 2
+    assert "A has no group 'x'" in capsys.readouterr().err

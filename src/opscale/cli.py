@@ -9,6 +9,7 @@ function running it). Each runner imports what it needs, so ``opscale --help`` i
     opscale status [--study NAME | --config FILE]   # where each study's points stand
     opscale collect --config FILE            # the cube of the points that exist (--keep-going)
     opscale compare results/a results/b      # two studies' exponents and their difference
+    opscale compare results/budget --groups steps=2000 steps=4000   # two groups of one study
     opscale export results/a --format csv    # the cube and every fit table as CSV/Parquet
 """
 
@@ -133,18 +134,29 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
-    for name in ("a", "b"):
-        parser.add_argument(
-            name, type=Path, help=f"study {name.upper()}: its results folder, or a fit.nc"
-        )
+    parser.add_argument("a", type=Path, help="study A: its results folder, or a fit.nc")
+    parser.add_argument(
+        "b", type=Path, nargs="?", default=None, help="study B (default: A, with --groups)"
+    )
+    parser.add_argument(
+        "--groups",
+        nargs=2,
+        metavar=("G_A", "G_B"),
+        default=None,
+        help="compare group G_A of A with group G_B of B (e.g. two budgets of one study)",
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:
     from opscale.compare import MissingFile, compare_text
 
+    if args.b is None and args.groups is None:
+        print("opscale compare: give study B, or --groups G_A G_B within A", file=sys.stderr)
+        return 2
     try:
-        print(compare_text(args.a, args.b), end="")
-    except MissingFile as error:
+        b = args.a if args.b is None else args.b
+        print(compare_text(args.a, b, tuple(args.groups) if args.groups else None), end="")
+    except (MissingFile, ValueError) as error:
         print(f"opscale compare: {error}", file=sys.stderr)
         return 2
     return 0

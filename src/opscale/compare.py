@@ -10,6 +10,12 @@ interval B − A ± z se_diff at A's level. *different* when that interval exclu
 *indistinguishable*; *not compared* (and no interval) when either side is not
 identified or has no interval.
 
+``groups=(G_A, G_B)`` compares group G_A of A with group G_B of B instead, e.g. two
+budgets of one study (A and B may be the same fit). Groups of one study share their
+seeds (the same data draws and initial weights), so their errors are positively
+correlated and the independent-fits interval is conservative (wider than a paired one):
+"indistinguishable" may hide a real, small difference; "different" is safe.
+
 ``export(study_dir, fmt, out)`` writes the cube in long format (``cube.<fmt>``: one row per
 model, every variable on the sweep axes and seed; a variable with further dimensions,
 e.g. ``loss_curve(step)``, to ``cube_<name>.<fmt>``) and every table of fit.nc
@@ -73,16 +79,25 @@ def _comparable(row) -> str:
     return ""
 
 
-def compare_fits(a: xr.Dataset, b: xr.Dataset) -> tuple[pd.DataFrame, list, list]:
+def compare_fits(
+    a: xr.Dataset, b: xr.Dataset, groups: tuple[str, str] | None = None
+) -> tuple[pd.DataFrame, list, list]:
     """The matched rows of two fits, and the keys only in A and only in B.
 
     The frame has per row ``group, law, term, a, b`` (the rows as namedtuples),
-    ``difference, low, high, verdict``.
+    ``difference, low, high, verdict``. With `groups`, only group ``groups[0]`` of A and
+    ``groups[1]`` of B, matched on (law, term) under the group label "G_A vs G_B".
     """
     conf_a = float(a.attrs.get("confidence", 0.95))
     conf_b = float(b.attrs.get("confidence", 0.95))
     z_a, z_b = (stats.norm.ppf((1 + c) / 2) for c in (conf_a, conf_b))
     rows_a, rows_b = (table(f, EXPONENTS) for f in (a, b))
+    if groups is not None:
+        label = f"{groups[0]} vs {groups[1]}"
+        rows_a, rows_b = (
+            _one_group(r, g, label, side)
+            for r, g, side in zip((rows_a, rows_b), groups, "AB", strict=True)
+        )
     by_key_b = {tuple(getattr(r, k) for k in KEY): r for r in _records(rows_b)}
     keys_a = [tuple(getattr(r, k) for k in KEY) for r in _records(rows_a)]
     out = []
@@ -108,6 +123,15 @@ def compare_fits(a: xr.Dataset, b: xr.Dataset) -> tuple[pd.DataFrame, list, list
     return pd.DataFrame(out, columns=[*KEY, *COMPARED]), only_a, only_b
 
 
+def _one_group(rows: pd.DataFrame, group: str, label: str, side: str) -> pd.DataFrame:
+    """The exponent rows of `group`, relabelled `label`; a ValueError names the groups."""
+    found = rows[rows["group"] == group]
+    if found.empty:
+        known = ", ".join(dict.fromkeys(rows["group"])) or "none"
+        raise ValueError(f"{side} has no group {group!r}; its groups: {known}")
+    return found.assign(group=label)
+
+
 def _records(frame: pd.DataFrame) -> list:
     return list(frame.itertuples(index=False)) if not frame.empty else []
 
@@ -117,11 +141,11 @@ def _key_text(key) -> str:
     return f"{group} / {law} / {TERM_AXIS.get(term, term)}"
 
 
-def compare_text(path_a, path_b) -> str:
+def compare_text(path_a, path_b, groups: tuple[str, str] | None = None) -> str:
     """The Markdown comparison of two fits (study folders or fit.nc paths)."""
     file_a, file_b = fit_path(path_a), fit_path(path_b)
     a, b = _read(file_a), _read(file_b)
-    matched, only_a, only_b = compare_fits(a, b)
+    matched, only_a, only_b = compare_fits(a, b, groups)
     level = f"{100 * float(a.attrs.get('confidence', 0.95)):g}%"
     lines = [
         f"A = {file_a}, B = {file_b}.",
@@ -129,6 +153,11 @@ def compare_text(path_a, path_b) -> str:
         "se = (ci_high − ci_low) / (2 z) from each side's percentile interval, "
         "se_diff = sqrt(se_A² + se_B²); *different* when the interval excludes 0.",
     ]
+    if groups is not None:
+        lines.append(
+            f"Group {groups[0]!r} of A against group {groups[1]!r} of B. Groups of one study "
+            "share their seeds (data draws, initial weights): the interval is conservative."
+        )
     if float(a.attrs.get("confidence", 0.95)) != float(b.attrs.get("confidence", 0.95)):
         lines.append(
             f"The fits' confidence levels differ (A {a.attrs.get('confidence')}, "

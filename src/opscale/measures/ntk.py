@@ -8,14 +8,26 @@ query points (``measure.ntk.queries``; null = all), the empirical NTK is
 
 (computed for all members at once with ``torch.func.vjp`` and ``vmap`` over the batched
 model, called functionally). Measured at initialisation (``start``) and on the reported state
-(``finish``):
+(``finish``), with y the (P·Q,) targets, three kernel–target alignments (``FORMS``):
 
-- kernel–target alignment ``A = yᵀΘy / (‖Θ‖_F ‖y‖²)`` with y the (P·Q,) targets,
-  **uncentred** (Ortiz-Jiménez et al. 2021, arXiv 2106.06770, eq. of the alignment;
-  Θ is positive semi-definite, so 0 <= A <= 1, and A = 1 for Θ = y yᵀ);
-- kernel distance ``1 - <Θ0, Θ1>_F / (‖Θ0‖_F ‖Θ1‖_F)`` between the kernels at
-  initialisation (Θ0) and at the end (Θ1) on the same subsample (0 for a linearized
-  model, whose Jacobian does not depend on θ).
+- ``unnormalised``: ``yᵀΘy / ‖y‖² = ‖Jᵀy‖² / ‖y‖²``, the form the authors' code computes
+  (Ortiz-Jiménez et al. 2021, arXiv 2106.06770; github.com/gortizji/linearized-networks,
+  ``neural_kernels/ntk.py``: the energy of the label-weighted Jacobian over the labels'
+  energy, not divided by ‖Θ‖_F). It is a Rayleigh quotient: between the smallest and
+  the largest eigenvalue of Θ, so it also grows when the kernel only grows in scale.
+  Units of Θ (s squared, per unit parameter squared);
+- ``normalised``: ``yᵀΘy / (‖Θ‖_F ‖y‖²)`` (Cristianini et al. 2002's alignment of Θ with
+  y yᵀ), scale-free, uncentred: in [0, 1] for PSD Θ, 1 for Θ ∝ y yᵀ. Targets with a
+  large mean make it mostly measure how well Θ carries the constant function;
+- ``centred``: the centred kernel alignment of Cortes, Mohri & Rostamizadeh 2012,
+  ``<HΘH, ỹỹᵀ>_F / (‖HΘH‖_F ‖ỹ‖²) = ỹᵀΘỹ / (‖HΘH‖_F ‖ỹ‖²)`` with H = I − 11ᵀ/M and
+  ỹ = H y the centred targets (the identity holds since Hỹ = ỹ): blind to a constant
+  offset in kernel and targets; in [0, 1], 1 for Θ = y yᵀ + c 11ᵀ, 1/√(M−1) for
+  c 11ᵀ + ε I, and 0 (by convention) when HΘH = 0, a constant kernel.
+
+And the kernel distance ``1 - <Θ0, Θ1>_F / (‖Θ0‖_F ‖Θ1‖_F)`` between the kernels at
+initialisation (Θ0) and at the end (Θ1) on the same subsample (0 for a linearized
+model, whose Jacobian does not depend on θ).
 """
 
 from __future__ import annotations
@@ -35,14 +47,69 @@ SPLITS = ("train", "test")
 WHEN = {"init": "initialisation", "end": "the end of training"}
 
 
+# ------------------------------------------------------------------ alignments
+CONSTANT = 1e-12  # ‖HΘH‖_F / ‖Θ‖_F below this: Θ is constant up to float64 rounding
+
+
+def unnormalised_alignment(kernel: torch.Tensor, target: torch.Tensor) -> float:
+    """yᵀΘy / ‖y‖², the authors' code's form; Θ (M, M), y (M,)."""
+    y = target.double().reshape(-1)
+    return float(y @ kernel @ y / (y @ y))
+
+
+def alignment(kernel: torch.Tensor, target: torch.Tensor) -> float:
+    """Uncentred kernel–target alignment yᵀΘy / (‖Θ‖_F ‖y‖²); Θ (M, M), y (M,)."""
+    return unnormalised_alignment(kernel, target) / float(torch.linalg.matrix_norm(kernel))
+
+
+def centred_alignment(kernel: torch.Tensor, target: torch.Tensor) -> float:
+    """Centred alignment ỹᵀΘỹ / (‖HΘH‖_F ‖ỹ‖²), H = I - 11ᵀ/M, ỹ = Hy (Cortes et al. 2012).
+
+    0 where the centred kernel HΘH vanishes (Θ constant: it carries no variation to align
+    with). Θ (M, M), y (M,); a constant target (ỹ = 0) has no defined alignment: NaN.
+    """
+    centred = kernel - kernel.mean(0, keepdim=True)
+    centred = centred - centred.mean(1, keepdim=True)  # HΘH
+    norm = torch.linalg.matrix_norm(centred)
+    if norm <= CONSTANT * torch.linalg.matrix_norm(kernel):
+        return 0.0
+    y = target.double().reshape(-1)
+    y = y - y.mean()
+    return float(y @ kernel @ y / (norm * (y @ y)))
+
+
+# form -> (function, long_name, units): the alignments the measure stores
+FORMS = {
+    "unnormalised": (
+        unnormalised_alignment,
+        "kernel-target alignment y^T K y / |y|^2 (the authors' code; in the units of s squared)",
+        "1",
+    ),
+    "normalised": (
+        alignment,
+        "kernel-target alignment y^T K y / (|K|_F |y|^2), uncentred",
+        "1",
+    ),
+    "centred": (
+        centred_alignment,
+        "centred kernel-target alignment (H y)^T K (H y) / (|H K H|_F |H y|^2), H = I - 1 1^T / M",
+        "1",
+    ),
+}
+
+
+def alignment_name(form: str, split: str, when: str) -> str:
+    """The variable of one alignment form on one split at one time."""
+    return f"ntk_alignment_{form}_{split}_{when}"
+
+
 def _split_variables(split: str) -> dict[str, Variable]:
     """The measure's variables of one split, in the order ``finish`` stores them."""
     alignments = {
-        f"ntk_alignment_{split}_{when}": Variable(
-            MEMBER,
-            f"kernel-target alignment of the empirical NTK on {split} data at {label}",
-            "1",
+        alignment_name(form, split, when): Variable(
+            MEMBER, f"{description} of the empirical NTK on {split} data at {label}", units
         )
+        for form, (_, description, units) in FORMS.items()
         for when, label in WHEN.items()
     }
     distance = Variable(
@@ -75,21 +142,20 @@ class NTK:
         self.options = options
         self.members = members
         self.initial: dict[str, list[torch.Tensor]] = {}
-        self.aligned: dict[str, np.ndarray] = {}
+        self.aligned: dict[str, np.ndarray] = {}  # variable -> (S,)
 
     def start(self, model, data: dict) -> None:
         """Kernels and alignments at initialisation."""
         for split in SPLITS:
             self.initial[split] = self.kernels(model, data, split)
-            self.aligned[f"{split}_init"] = self._alignments(data, split, self.initial[split])
+            self.aligned |= self._alignments(data, split, "init", self.initial[split])
 
     def finish(self, model, data: dict) -> xr.Dataset:
         """Alignments at the end and distances to the initial kernels, on ``member``."""
-        values = {}
+        values = dict(self.aligned)
         for split in SPLITS:
             end = self.kernels(model, data, split)
-            values[f"ntk_alignment_{split}_init"] = self.aligned[f"{split}_init"]
-            values[f"ntk_alignment_{split}_end"] = self._alignments(data, split, end)
+            values |= self._alignments(data, split, "end", end)
             values[f"ntk_distance_{split}"] = np.array(
                 [kernel_distance(a, b) for a, b in zip(self.initial[split], end, strict=True)]
             )
@@ -127,10 +193,15 @@ class NTK:
         """Every member's empirical NTK on its subsample of `split`, each (P·Q, P·Q)."""
         return batched_kernels(model, self.subsample(data, split))
 
-    def _alignments(self, data: dict, split: str, kernels: list[torch.Tensor]) -> np.ndarray:
+    def _alignments(self, data: dict, split: str, when: str, kernels: list) -> dict:
+        """Every form's alignment of every member's kernel with its targets, name -> (S,)."""
         sub = self.subsample(data, split)
         targets = [t.reshape(-1)[:m] for t, m in zip(sub.targets, sub.valid, strict=True)]
-        return np.array([alignment(k, t) for k, t in zip(kernels, targets, strict=True)])
+        pairs = list(zip(kernels, targets, strict=True))
+        return {
+            alignment_name(form, split, when): np.array([measure(k, t) for k, t in pairs])
+            for form, (measure, _, _) in FORMS.items()
+        }
 
 
 class Subsample(NamedTuple):
@@ -171,12 +242,6 @@ def batched_kernels(model, sub: Subsample) -> list[torch.Tensor]:
     """Empirical NTK Θ = J Jᵀ of every member (float64), each (P_i·Q, P_i·Q)."""
     jac = batched_jacobian(model, sub).double()
     return [j[:m] @ j[:m].T for j, m in zip(jac, sub.valid, strict=True)]
-
-
-def alignment(kernel: torch.Tensor, target: torch.Tensor) -> float:
-    """Uncentred kernel–target alignment yᵀΘy / (‖Θ‖_F ‖y‖²); Θ (M, M), y (M,)."""
-    y = target.double().reshape(-1)
-    return float(y @ kernel @ y / (torch.linalg.matrix_norm(kernel) * (y @ y)))
 
 
 def kernel_distance(first: torch.Tensor, second: torch.Tensor) -> float:

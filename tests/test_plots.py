@@ -233,6 +233,7 @@ def test_the_figures_rule_declares_every_format_and_the_interactive_page():
 
 
 def test_the_interactive_page_holds_the_law_and_no_remote_script(drawn):
+    import json
     import re
 
     from opscale import tables
@@ -242,13 +243,16 @@ def test_the_interactive_page_holds_the_law_and_no_remote_script(drawn):
     page = plots.scaling_interactive(obs, fits)
     rows = tables.table(fits, "row").query("law == 'robust'").set_index("term")
     for x, term in plots.TERM_OF.items():  # each figure's exponent and interval, in the legend
-        assert f"{x} exponent {tables.interval_cell(rows.loc[term])}" in page
-    assert page.count('"name":"robust law E + A N^-') == 2  # one law trace per figure
+        label = (
+            f"robust law E + A N^-α + B n^-β: {x} exponent {tables.interval_cell(rows.loc[term])}"
+        )
+        assert f'"label":{{"type":"value","value":{json.dumps(label)}}}' in page  # escaped
+    assert page.count("robust law E + A N^-") == 2  # one law line per figure
     headline = takeaway(tables.table(fits, "parameter"), rows.reset_index(), "all", "95%")
     assert f"<li>synthetic: {headline}</li>" in page
     assert not re.search(r"<script[^>]*\bsrc\s*=", page, flags=re.I)  # nothing fetched
     assert not re.search(r"<link[^>]*\bhref\s*=\s*[\"']?https?:", page, flags=re.I)
-    assert page.count("Plotly.newPlot") == 2 and plots.plotly_js() in page  # plotly.js inside
+    assert page.count('"name":"Figure"') == 2 and page.count('"name":"Column"') == 1
     assert plots.NO_LAW not in page
 
 
@@ -298,38 +302,41 @@ def test_an_interactive_page_that_fails_says_why(tmp_path, monkeypatch):
 
 
 def test_the_interactive_log_axis_is_labelled_in_full():
-    import plotly.graph_objects as go
-
-    figure = go.Figure(go.Scatter(x=[1, 2, 3], y=[0.03, 0.3, None]))
-    ticks = plots._log_ticks(figure)  # 1, 2, 5 x 10^k within a tenth of a decade
-    assert ticks == {"tickvals": [0.05, 0.1, 0.2], "ticktext": ["0.05", "0.1", "0.2"]}
+    ticks = plots._log_ticks([0.03, 0.3, float("nan")])  # 1, 2, 5 x 10^k within 0.1 decade
+    assert ticks == {0.05: "0.05", 0.1: "0.1", 0.2: "0.2"}
+    assert plots._log_ticks([float("nan"), -1.0]) == {}  # nothing to place: Bokeh's own ticks
 
 
-def test_the_basic_plotly_bundle_is_embedded_only_at_the_plotly_package_version(
-    tmp_path, monkeypatch
-):
-    import plotly.offline
+def test_the_page_inlines_the_installed_bokehjs_once_and_links_nowhere(drawn):
+    import re
+    from pathlib import Path
 
-    version = plotly.offline.get_plotlyjs_version()
-    bundle = tmp_path / "plotly-basic.min.js"
-    monkeypatch.setattr(plots, "BASIC_BUNDLE", bundle)
-    cases = [(None, "full"), (f"v{version}", "basic"), ("v0.0.1", "full")]
-    try:
-        for header, expected in cases:
-            if header:
-                bundle.write_text(f"/**\n* plotly.js (basic - minified) {header}\n*/\nbasic();")
-            plots.plotly_js.cache_clear()
-            chosen = "basic" if plots.plotly_js().endswith("basic();") else "full"
-            assert chosen == expected, header
-    finally:
-        plots.plotly_js.cache_clear()
+    import bokeh
+
+    page = plots.scaling_interactive(*drawn)
+    assert re.findall(r"/\* BEGIN (\S+) \*/", page) == ["bokeh.min.js"]  # the core bundle only
+    (inlined,) = re.findall(
+        r"/\* BEGIN bokeh\.min\.js \*/\n(.*?)/\* END bokeh\.min\.js", page, re.S
+    )
+    installed = Path(bokeh.__file__).parent / "server" / "static" / "js" / "bokeh.min.js"
+    assert inlined.strip() == installed.read_text(encoding="utf-8").strip()
+    assert f'.version="{bokeh.__version__}"' in inlined  # BokehJS of the Python package
+    assert f'"version":"{bokeh.__version__}"' in page  # the document it draws
+    rest = page.replace(inlined, "")  # the page around BokehJS (whose code names URLs)
+    assert "http://" not in rest and "https://" not in rest  # no script, link or logo out
+    assert rest.count('"logo":null') == 2 and '"name":"HelpTool"' not in rest  # docs.bokeh.org
 
 
 def test_the_report_frame_limit_counts_the_base64_data_url():
+    from pathlib import Path
+
+    import bokeh
+
     header = len("data:text/html;charset=utf8;filename=scaling_interactive.html;base64,")
     largest = 3 * ((plots.FRAME_LIMIT - header) // 4)  # base64: 4 characters per 3 bytes
     assert plots.fits_report_frame("a" * largest)
     assert not plots.fits_report_frame("a" * (largest + 3))
-    import plotly.offline
-
-    assert not plots.fits_report_frame(plotly.offline.get_plotlyjs())  # the full bundle: 4.8 MB
+    assert not plots.fits_report_frame("é" * (largest // 2 + 2))  # bytes (UTF-8), not characters
+    bokehjs = Path(bokeh.__file__).parent / "server" / "static" / "js" / "bokeh.min.js"
+    assert plots.fits_report_frame(bokehjs.read_text(encoding="utf-8"))  # 1.3 MB: it fits
+    assert not plots.fits_report_frame("x" * 4_800_000)  # the full plotly.js did not

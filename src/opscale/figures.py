@@ -10,8 +10,8 @@ Every figure is written in each format of ``figures.format`` (png, pdf, svg), be
 each other under ``results/<study>/figures/``; the report shows the PNG. A study that
 fits the scaling laws also gets ``INTERACTIVE`` (unless ``figures.interactive`` is off):
 the two main scaling figures (error vs n and vs N) as one self-contained HTML page
-(plotly, plotly.js embedded once: about 4.8 MB, so one page rather than one per figure
-keeps the report small).
+(Bokeh, the core BokehJS inlined once: about 1.3 MB, so one page rather than one per
+figure keeps the report small and fits its frame).
 """
 
 from __future__ import annotations

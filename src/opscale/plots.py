@@ -9,7 +9,8 @@ Other swept axes become panels.
 
 Every figure is saved by :func:`save_figure` in each format its paths name (png, pdf,
 svg; ``figures.format``), and the two main scaling figures are also drawn interactive
-(:func:`scaling_interactive`: plotly, one self-contained HTML page).
+(:func:`scaling_interactive`: Bokeh, one self-contained HTML page with the core
+BokehJS inlined, small enough for the report's frame).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from opscale import (  # noqa: E402
     theory,
 )
 from opscale import cube as cubes  # noqa: E402
-from opscale.config import PACKAGE_DATA  # noqa: E402
 from opscale.figures import INTERACTIVE, SCALING_FIGURES  # noqa: E402
 from opscale.scaling.observations import ERROR, grouping_axes, observations  # noqa: E402
 from opscale.tables import confidence_label, table  # noqa: E402
@@ -521,48 +521,55 @@ def _frontier_panel(ax, panel, allocation, group) -> None:
 # ------------------------------------------------------------ the interactive page
 # the two main scaling figures: plotted axis, the axis of one line each, the OLS law
 INTERACTIVE_AXES = (("n", "N", "data"), ("N", "n", "model"))
-# no link out of the page (the plotly logo, "Share chart..."), figures that fit their frame
-PLOTLY_CONFIG = {
-    "responsive": True,
-    "displaylogo": False,
-    "modeBarButtonsToRemove": ["sendChartToCloud"],
-}
-SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "pentagon")
+# the colours of the lines, one palette per axis: a colour says N or n in either figure
+PALETTES = {"N": "viridis", "n": "plasma"}
+# one filled marker per fit group (Bokeh's marker names)
+MARKERS = ("circle", "square", "diamond", "triangle", "inverted_triangle", "hex", "star")
+# no help tool (it links to docs.bokeh.org) and no logo (bokeh.org): no link out of the page
+TOOLS = "pan,box_zoom,wheel_zoom,reset,save"
+NOTE_COLOUR = "firebrick"  # a group whose law was not fitted, said under its figure
+# Bokeh's own page template with the headlines above the figures
+PAGE_TEMPLATE = """
+{% block postamble %}<style>body { font-family: system-ui, sans-serif; margin: 1em; }</style>
+{% endblock %}
+{% block contents %}{{ header | safe }}
+{{ super() }}{% endblock %}
+"""
 
 
 def scaling_interactive(obs: pd.DataFrame, fits: xr.Dataset) -> str:
-    """Error vs n and vs N as one self-contained HTML page (plotly.js embedded once).
+    """Error vs n and vs N as one self-contained HTML page (BokehJS inlined once).
 
     The same data as ``error_vs_n_train`` and ``error_vs_n_params``: medians over seeds
-    with interquartile bars, one line per model size (or training-set size), one marker
-    symbol and one dashed law trace per fit group, the law the headline reports (the
-    robust law; else the OLS slope) with its exponent and interval in the legend. Hover
-    reads every point; the page needs no network (the report is opened offline).
+    with interquartile whiskers, one line per model size (or training-set size), one
+    marker per fit group and one dashed line of its law, the law the headline reports
+    (the robust law; else the OLS slope) with its exponent and interval in the legend.
+    Hover reads every point; a legend entry hides its line. The page needs no network
+    (the report is opened offline): only the core BokehJS (1.3 MB) is inlined, so the
+    page fits the report's frame (:func:`fits_report_frame`).
     """
+    from bokeh.embed import file_html
+    from bokeh.layouts import column
+    from bokeh.resources import INLINE
+
     figures = [_interactive_figure(obs, fits, *axes) for axes in INTERACTIVE_AXES]
-    parts = [
-        f.to_html(full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG) for f in figures
-    ]
-    study = html.escape(cubes.study_config(fits).get("study", "study"))
+    study = cubes.study_config(fits).get("study", "study")
     headlines = "".join(f"<li>{html.escape(line)}</li>" for line in _headlines(fits, obs))
-    page = (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>opscale {study}: scaling, interactive</title>\n"
-        f"<script>{plotly_js()}</script></head>\n"
-        f'<body style="font-family: system-ui, sans-serif; margin: 1em">\n'
-        f"<h2>opscale study {study}: error vs n and vs N</h2><ul>{headlines}</ul>\n"
-        + "\n".join(parts)
-        + "\n</body></html>\n"
+    header = f"<h2>opscale study {html.escape(study)}: error vs n and vs N</h2><ul>{headlines}</ul>"
+    page = file_html(
+        column(*figures, sizing_mode="stretch_width"),
+        resources=INLINE,  # only the bundles the figures use: the core BokehJS
+        title=f"opscale {study}: scaling, interactive",
+        template=PAGE_TEMPLATE,
+        template_variables={"header": header},
     )
     if not fits_report_frame(page):
         log.warning(
-            "the interactive page (%.1f MB) exceeds the %.0f MB that Chromium-based browsers "
+            "the interactive page (%.2f MB) exceeds the %.0f MiB that Chromium-based browsers "
             "show in the report's frame (a data URL): there it stays blank; open the file "
-            "itself (Firefox shows it in the report). Add plotly.js' basic bundle as %s "
-            "(1.2 MB) to fit.",
+            "itself (Firefox shows it in the report)",
             len(page.encode()) / 1e6,
             FRAME_LIMIT / 2**20,
-            BASIC_BUNDLE.name,
         )
     return page
 
@@ -570,33 +577,12 @@ def scaling_interactive(obs: pd.DataFrame, fits: xr.Dataset) -> str:
 # The report shows an HTML item in a frame whose source is the file as a base64 data URL;
 # Chromium-based browsers load no URL longer than 2 MiB (the frame stays blank).
 FRAME_LIMIT = 2 * 2**20
-# plotly.js' basic partial bundle (scatter, bar, pie; npm plotly.js-basic-dist-min, MIT),
-# at the version the plotly package embeds: 1.2 MB instead of the full bundle's 4.8 MB.
-BASIC_BUNDLE = PACKAGE_DATA / "plotly-basic.min.js"
 
 
 def fits_report_frame(page: str) -> bool:
     """Whether the report's frame (a base64 data URL of the page) can show `page`."""
     header = len("data:text/html;charset=utf8;filename=scaling_interactive.html;base64,")
     return header + 4 * -(-len(page.encode()) // 3) <= FRAME_LIMIT
-
-
-@functools.cache
-def plotly_js() -> str:
-    """plotly.js to embed: the basic bundle where opscale ships it, else plotly's full one.
-
-    Either is the version the plotly package writes its figures for (a basic bundle of
-    another version is not used).
-    """
-    import plotly.offline
-
-    version = plotly.offline.get_plotlyjs_version()
-    if BASIC_BUNDLE.is_file():
-        text = BASIC_BUNDLE.read_text(encoding="utf-8")
-        if f"v{version}\n" in text[:200]:
-            return text
-        log.warning("%s is not plotly.js v%s: the full bundle is embedded", BASIC_BUNDLE, version)
-    return plotly.offline.get_plotlyjs()
 
 
 def _headlines(fits: xr.Dataset, obs: pd.DataFrame) -> list[str]:
@@ -613,51 +599,73 @@ def _headlines(fits: xr.Dataset, obs: pd.DataFrame) -> list[str]:
 
 
 def _interactive_figure(obs: pd.DataFrame, fits: xr.Dataset, x: str, other: str, ols: str):
-    import plotly.graph_objects as go
+    """Error vs `x`, one line per value of `other`, each group's law dashed (a Bokeh figure)."""
+    from bokeh.models import Title
+    from bokeh.plotting import figure
 
     law = "robust" if "fitted_robust" in fits else ols
-    figure = go.Figure()
-    levels = sorted(obs[other].unique())
-    colours = dict(zip(levels, sns.color_palette("viridis", len(levels)).as_hex(), strict=True))
-    missing = []
-    for symbol, group in zip(SYMBOLS * 8, _groups(obs, fits), strict=False):
-        panel = obs[obs["group"] == group]
-        title = study_title(fits, group)
-        for trace in _measured_traces(panel, x, other, colours, symbol):
-            figure.add_trace(trace.update(legendgroup=group, legendgrouptitle_text=title))
-        law_trace = _law_trace(panel, fits, x, other, law, group)
-        if law_trace is None:
-            missing.append(title)
-        else:
-            figure.add_trace(law_trace.update(legendgroup=group, legendgrouptitle_text=title))
-    values = sorted(obs[x].unique())
-    figure.update_xaxes(
-        type="log", title=LABELS[x], tickvals=values, ticktext=[f"{v:,}" for v in values]
-    )
-    figure.update_yaxes(type="log", title=_error_label(fits), **_log_ticks(figure))
-    figure.update_layout(
+    plot = figure(
         title=f"error vs {LABELS[x]}, one line per {other}",
-        template="plotly_white",
+        x_axis_type="log",
+        y_axis_type="log",
+        x_axis_label=LABELS[x],
+        y_axis_label=_error_label(fits),
         height=520,
-        legend={"groupclick": "toggleitem"},
+        sizing_mode="stretch_width",
+        tools=TOOLS,
     )
-    for i, title in enumerate(missing):
-        figure.add_annotation(
-            text=f"{title}: {NO_LAW}",
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=-0.18 - 0.06 * i,
-            showarrow=False,
-            font={"color": "firebrick", "size": 11},
-        )
-    return figure
+    plot.toolbar.logo = None
+    levels = sorted(obs[other].unique())
+    palette = sns.color_palette(PALETTES[other], len(levels)).as_hex()
+    colours = dict(zip(levels, palette, strict=True))
+    groups = _groups(obs, fits)
+    measured, laws = [], []
+    for marker, group in zip(MARKERS * 8, groups, strict=False):
+        panel, title = obs[obs["group"] == group], study_title(fits, group)
+        prefix = f"{title}: " if len(groups) > 1 else ""  # the legend names the group
+        measured += _measured_lines(plot, panel, x, other, colours, marker, prefix)
+        line = _law_line(plot, panel, fits, x, other, law, group, prefix)
+        if line is None:
+            note = Title(text=f"{title}: {NO_LAW}", text_color=NOTE_COLOUR, text_font_size="12px")
+            plot.add_layout(note, "below")
+        else:
+            laws.append(line)
+    _readable(plot, sorted(obs[x].unique()), x, measured, laws, law)
+    return plot
 
 
-def _log_ticks(figure) -> dict:
-    """Ticks at 1, 2, 5 x 10^k over the figure's values, each labelled in full (plotly
-    labels a short log axis' minor ticks by their first digit only: 3 for 0.03)."""
-    values = np.concatenate([np.asarray(t.y, dtype=float) for t in figure.data])
+MEASURED_TIPS = [("median err", "@median"), ("IQR over seeds", "@iqr")]
+
+
+def _readable(plot, xs, x: str, measured: list, laws: list, law: str) -> None:
+    """Hover on every point, ticks labelled in full, the legend beside the plot."""
+    from bokeh.models import HoverTool
+
+    tips = [("line", "@line"), (x, "@x_text")]
+    plot.add_tools(HoverTool(renderers=measured, tooltips=[*tips, *MEASURED_TIPS]))
+    if laws:
+        plot.add_tools(HoverTool(renderers=laws, tooltips=[*tips, (f"{law} law", "@fitted")]))
+    _label_ticks(plot.xaxis, {float(v): f"{int(v):,}" for v in xs})
+    ys = [r.data_source.data["y"] for r in measured + laws]
+    _label_ticks(plot.yaxis, _log_ticks(np.concatenate(ys)))
+    plot.add_layout(plot.legend[0], "right")  # beside the plot, not over its lines
+    plot.legend.click_policy = "hide"  # a legend entry hides its line
+    plot.legend.label_text_font_size = "11px"
+
+
+def _label_ticks(axis, labels: dict[float, str]) -> None:
+    """Ticks at the keys of `labels`, each labelled by its value (none: Bokeh's own)."""
+    from bokeh.models import FixedTicker
+
+    if labels:
+        axis.ticker = FixedTicker(ticks=list(labels))
+        axis.major_label_overrides = labels
+
+
+def _log_ticks(values) -> dict[float, str]:
+    """Ticks at 1, 2, 5 x 10^k over `values`, each labelled in full (``0.05``; Bokeh's log
+    axis labels ``10^-1.3``), as tick -> label."""
+    values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
     if not len(values):
         return {}
@@ -668,54 +676,69 @@ def _log_ticks(figure) -> dict:
         for m in (1, 2, 5)
         if low - 0.1 <= np.log10(m * 10.0**k) <= high + 0.1
     ]
-    return {"tickvals": ticks, "ticktext": [f"{v:g}" for v in ticks]}
+    return {tick: f"{tick:g}" for tick in ticks}
 
 
-def _measured_traces(panel: pd.DataFrame, x: str, other: str, colours: dict, symbol: str):
-    """One trace per line (a value of `other`): medians over seeds with IQR bars."""
-    import plotly.graph_objects as go
+def _measured_lines(plot, panel: pd.DataFrame, x, other, colours, marker, prefix) -> list:
+    """One line per value of `other`: medians over seeds, IQR whiskers; its markers."""
+    from bokeh.models import ColumnDataSource
 
     quartiles = panel.groupby([other, x])["err"].quantile([0.25, 0.5, 0.75]).unstack()
+    markers = []
     for level, rows in quartiles.groupby(level=0):
-        xs = rows.index.get_level_values(x).to_numpy()
+        xs = rows.index.get_level_values(x).to_numpy(dtype=float)
         low, median, high = (rows[q].to_numpy() for q in (0.25, 0.5, 0.75))
-        yield go.Scatter(
-            x=xs,
-            y=median,
-            mode="lines+markers",
-            name=f"{other} = {level:,}",
-            line={"color": colours[level]},
-            marker={"symbol": symbol, "size": 8},
-            error_y={
-                "type": "data",
-                "array": high - median,
-                "arrayminus": median - low,
-                "color": colours[level],
-            },
-            hovertemplate=f"{other} = {level:,}<br>{x} = %{{x:,}}<br>median err = %{{y:.3g}}"
-            "<extra>measured (median over seeds, bar: IQR)</extra>",
+        label = f"{prefix}{other} = {level:,}"
+        source = ColumnDataSource(
+            {
+                "x": xs,
+                "y": median,
+                "low": low,
+                "high": high,
+                "line": [label] * len(xs),
+                "x_text": [f"{v:,.0f}" for v in xs],
+                "median": [f"{v:.3g}" for v in median],
+                "iqr": [f"{a:.3g} to {b:.3g}" for a, b in zip(low, high, strict=True)],
+            }
         )
+        style = {"source": source, "color": colours[level], "legend_label": label}
+        plot.line("x", "y", line_width=2, **style)
+        plot.segment("x", "low", "x", "high", line_width=1.5, **style)
+        markers.append(plot.scatter("x", "y", marker=marker, size=8, **style))
+    return markers
 
 
-def _law_trace(panel: pd.DataFrame, fits: xr.Dataset, x: str, other: str, law: str, group):
-    """The group's fitted law at every grid point, one dashed trace (None between lines)."""
-    import plotly.graph_objects as go
+def _law_line(plot, panel: pd.DataFrame, fits, x, other, law: str, group: str, prefix: str):
+    """The group's fitted law at every grid point, one dashed line (NaN between lines)."""
+    from bokeh.models import ColumnDataSource
 
     fitted = _fitted(panel, fits, law)
     if not len(fitted):
         return None
-    xs, ys = [], []
-    for _, rows in fitted.sort_values([other, x]).groupby(other, sort=True):
-        xs += [*rows[x].tolist(), None]
-        ys += [*rows["err"].tolist(), None]
+    xs, ys, lines = [], [], []
+    for level, rows in fitted.sort_values([other, x]).groupby(other, sort=True):
+        xs += [*rows[x].astype(float), np.nan]
+        ys += [*rows["err"].astype(float), np.nan]
+        lines += [f"{prefix}{other} = {level:,}"] * len(rows) + [""]
+    source = ColumnDataSource(
+        {
+            "x": np.array(xs),
+            "y": np.array(ys),
+            "line": lines,
+            "x_text": [f"{v:,.0f}" for v in xs],
+            "fitted": [f"{v:.3g}" for v in ys],
+        }
+    )
     name = "robust law E + A N^-α + B n^-β" if law == "robust" else f"{law} log-log OLS"
-    return go.Scatter(
-        x=xs,
-        y=ys,
-        mode="lines",
-        name=f"{name}<br>{_interactive_exponent(fits, group, x, law)}",
-        line={"color": "black", "dash": "dash", "width": 1.5},
-        hovertemplate=f"{x} = %{{x:,}}<br>fitted err = %{{y:.3g}}<extra>{law} law</extra>",
+    label = f"{prefix}{name}: {_interactive_exponent(fits, group, x, law)}"
+    return plot.line(
+        "x",
+        "y",
+        source=source,
+        color="black",
+        line_dash="dashed",
+        line_width=1.5,
+        legend_label=label,
     )
 
 

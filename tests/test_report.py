@@ -29,7 +29,7 @@ def test_fit_html_renders_every_table_with_the_takeaway_first(fits):
     assert text.index("Takeaway") < text.index("Measured vs theory")
     alpha = tables.table(fits, "parameter").set_index("name").estimate["alpha"]
     assert f"N^-{number(alpha)}" in text
-    assert "deeponet_lipschitz" not in text
+    assert "deeponet_effective_dim" not in text
 
 
 def test_the_landing_text_is_written_from_the_study(fits):

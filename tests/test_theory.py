@@ -2,10 +2,12 @@
 
 import copy
 
+import numpy as np
 import pytest
 
 from opscale import theory
 from opscale.config import validate_study
+from opscale.problems import inputs
 from opscale.problems.inputs import BASES
 
 
@@ -26,10 +28,42 @@ def test_deeponet_with_finite_inputs_gets_the_lzls_rates_of_the_unsquared_error(
     assert "2410.00357" in rates["data"].citation
 
 
-def test_infinite_dimensional_inputs_get_only_logarithmic_rates():
-    config = {"problem": {"name": "antiderivative", "inputs": {"family": "grf"}}}
-    rates = theory.predictions(_resolved(config))
-    assert {p.theory for p in rates} == {"deeponet_lipschitz"}
+def test_grf_inputs_get_the_finite_rates_at_b_eff_labelled_a_heuristic():
+    inputs = {"family": "grf", "length_scale": 0.2}
+    config = {"problem": {"name": "antiderivative", "inputs": inputs}}
+    rates = _by_axis(theory.predictions(_resolved(config)))
+    assert {p.theory for p in rates.values()} == {"deeponet_effective_dim"}
+    # l = 0.2 on 1001 points: 16 KL modes kept, 5 carry 99% of the energy, 7 carry 99.9%
+    assert rates["model"].exponent == pytest.approx(1 / 6)  # 1/(b_eff + d2)
+    assert rates["data"].exponent == pytest.approx(1 / 8)  # half of 2/(2 + b_eff + d2)
+    assert "b_eff 5 at 99% and 7 at 99.9% of the KL energy, 16 modes kept" in rates["data"].formula
+    verdict = theory.verdict(0.3, 0.4, rates["data"])
+    assert verdict.startswith("effective-dimension heuristic, not a theorem: decays faster")
+
+
+def test_effective_dimension_counts_the_leading_modes_of_a_share_of_the_energy():
+    eigenvalues = np.array([1.0, 8.0, 0.5, 0.5])  # sum 10: 8 is 80%, 9 is 90%, 9.5 95%
+    assert inputs.effective_dimension(eigenvalues, 0.8) == 1
+    assert inputs.effective_dimension(eigenvalues, 0.85) == 2
+    assert inputs.effective_dimension(eigenvalues, 0.95) == 3
+    assert inputs.effective_dimension(eigenvalues, 1.0) == 4
+
+
+def test_the_kl_modes_kept_are_the_dimensions_the_draws_span():
+    config = _resolved(
+        {"problem": {"name": "antiderivative", "inputs": {"family": "grf", "length_scale": 0.5}}}
+    )
+    problem = config["problem"]
+    x = np.linspace(0, 1, problem["resolution"])
+    draws = inputs.gaussian_random_field(np.random.default_rng(0), 200, x, problem["inputs"])
+    singular = np.linalg.svd(draws, compute_uv=False)
+    rank = int((singular > 1e-6 * singular[0]).sum())
+    assert rank == inputs.kl_spectrum(problem)["modes"] == 9
+
+
+def test_inputs_of_unknown_spectrum_get_only_logarithmic_rates():
+    params = {"model": "deeponet", "b": None, "d2": 1, "spectrum": None}
+    rates = theory.deeponet_lipschitz(params)
     assert {p.axis: p.exponent for p in rates} == {"model": 0.0, "data": 0.0}
 
 

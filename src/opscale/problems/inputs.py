@@ -9,7 +9,10 @@ ones (the same draws; BLAS may round the last bit of a row differently for a dif
 Families (``problem.inputs.family``):
 
 - ``grf``: zero-mean Gaussian random field with an RBF or Matern kernel (``KERNELS``),
-  drawn exactly for the grid's covariance by Karhunen-Loeve. Infinite intrinsic dimension.
+  drawn exactly for the grid's covariance by Karhunen-Loeve with every mode above
+  ``KL_RELATIVE_CUTOFF`` of the largest: the draws span exactly that many dimensions
+  (``kl_spectrum``: the count, and b_eff at 99% and 99.9% of the energy), the field itself
+  infinitely many.
 - ``sine``, ``legendre``, ``chebyshev``: finite series ``u = sum_k sigma_k c_k phi_k`` of
   ``modes = b`` basis functions (``BASES``). Sine and Legendre bases are orthonormal in
   L2(0, 1); Chebyshev polynomials are orthogonal only for their weight, but span the same
@@ -57,14 +60,54 @@ KERNELS = {"rbf": rbf_kernel, "matern": matern_kernel}
 
 
 @functools.lru_cache(maxsize=8)
+def _kl_eigenpairs(
+    kernel: str, length_scale: float, variance: float, nu: float, resolution: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The grid covariance's kept eigenpairs (ascending), above the round-off cutoff."""
+    x = np.linspace(0.0, 1.0, resolution)
+    eigenvalues, vectors = np.linalg.eigh(KERNELS[kernel](x, length_scale, variance, nu))
+    keep = eigenvalues > KL_RELATIVE_CUTOFF * eigenvalues[-1]
+    return eigenvalues[keep], vectors[:, keep]
+
+
 def _kl_basis(
     kernel: str, length_scale: float, variance: float, nu: float, resolution: int
 ) -> np.ndarray:
     """Columns ``sqrt(lambda_k) v_k`` of the grid covariance's eigenpairs, shape (R, K)."""
-    x = np.linspace(0.0, 1.0, resolution)
-    eigenvalues, vectors = np.linalg.eigh(KERNELS[kernel](x, length_scale, variance, nu))
-    keep = eigenvalues > KL_RELATIVE_CUTOFF * eigenvalues[-1]
-    return vectors[:, keep] * np.sqrt(eigenvalues[keep])
+    eigenvalues, vectors = _kl_eigenpairs(kernel, length_scale, variance, nu, resolution)
+    return vectors * np.sqrt(eigenvalues)
+
+
+ENERGY_SHARES = (0.99, 0.999)  # shares of the KL energy at which b_eff is reported
+
+
+def kl_spectrum(problem: dict) -> dict | None:
+    """How many dimensions a resolved problem's GRF inputs really span (None: not a GRF).
+
+    The generator keeps every KL mode above ``KL_RELATIVE_CUTOFF`` of the largest, so its
+    inputs lie in exactly ``modes`` dimensions; ``b_eff[share]`` is the fewest leading
+    modes that carry that share of the expected energy E|u|^2 (the eigenvalues' sum).
+    """
+    inputs = problem.get("inputs", {})
+    if inputs.get("family") != "grf":
+        return None
+    eigenvalues, _ = _kl_eigenpairs(
+        inputs["kernel"],
+        inputs["length_scale"],
+        inputs["variance"],
+        inputs.get("nu"),
+        problem["resolution"],
+    )
+    return {
+        "modes": len(eigenvalues),
+        "b_eff": {share: effective_dimension(eigenvalues, share) for share in ENERGY_SHARES},
+    }
+
+
+def effective_dimension(eigenvalues: np.ndarray, share: float) -> int:
+    """The fewest leading eigenvalues whose sum reaches `share` of the total."""
+    energy = np.cumsum(np.sort(eigenvalues)[::-1])
+    return int(np.searchsorted(energy, share * energy[-1] * (1 - 1e-12)) + 1)
 
 
 def gaussian_random_field(rng: np.random.Generator, n: int, x: np.ndarray, spec: dict):

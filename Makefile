@@ -16,7 +16,7 @@ endif
 # Snakemake loads profiles/default/ by itself (the workflow profile beside the Snakefile).
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) $(CONFIG_ARGS)
 
-.PHONY: install run report test lint lock clean
+.PHONY: install run report docs studies test lint lock clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,16 @@ run: install
 report: install
 	$(SNAKEMAKE) --report $(REPORT)
 	@echo "report: $(REPORT)"
+
+# The measured numbers of the docs (docs/studies/*.md, README's excerpt) from results/:
+# `make studies` runs every shipped study (an hour or more on 2 cores), `make docs`
+# rewrites the pages of those with results (docs/generate.py).
+docs: install
+	$(BIN)/python docs/generate.py
+
+studies: install
+	$(BIN)/snakemake --cores $(CORES)
+	for f in config/studies/*.yaml; do $(BIN)/snakemake --cores $(CORES) --configfile $$f || exit 1; done
 
 test: lint
 	$(BIN)/pytest

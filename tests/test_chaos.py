@@ -291,7 +291,7 @@ def check_files(workdir, tally: Tally) -> None:
 
 
 def unlock_if_locked(workdir, tally: Tally) -> None:
-    """Clear the lock a killed Snakemake leaves, as the README says (``--unlock``)."""
+    """Clear the lock a killed Snakemake leaves, as docs/resume.md says (``--unlock``)."""
     if any((workdir / ".snakemake" / "locks").glob("*")):
         run(workdir, "--unlock")
         tally.unlocks += 1

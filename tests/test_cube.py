@@ -94,7 +94,7 @@ def test_dataset_lays_out_and_describes_values_as_declared():
 
 
 def test_the_readme_shows_the_point_schema_as_declared():
-    assert schema.table(POINT_SCHEMA) in (REPO / "README.md").read_text()
+    assert schema.table(POINT_SCHEMA) in (REPO / "docs" / "outputs.md").read_text()
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):

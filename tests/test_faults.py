@@ -1,6 +1,6 @@
-"""Faults and bad input: every case of the README's tables, with the message the user gets.
+"""Faults and bad input: every case of docs/faults.md's tables, with the message the user gets.
 
-The bad-input table of README.md ("Faults and bad input") is parsed and each row is a
+The bad-input table of docs/faults.md (the one list of faults) is parsed and each row is a
 case here: its change to the tiny study must fail validation with its message, and the
 rows marked ``snakemake`` run the real workflow and must leave results/ untouched. The
 file faults (truncated and corrupt point files, a failing job under --keep-going) run
@@ -25,13 +25,14 @@ from opscale.config import ConfigError, set_path, validate_study
 from tests.helpers import REPO, run_snakemake, snakemake_command, tiny_config, write_config
 
 TARGET = "results/tiny/cube.nc"
+FAULTS = REPO / "docs" / "faults.md"
 START, END = "<!-- bad-input-table: start -->", "<!-- bad-input-table: end -->"
 DELETE = "<delete>"
 
 
 def bad_inputs():
-    """The rows of the README's bad-input table: (number, change, message, checked by)."""
-    text = (REPO / "README.md").read_text()
+    """The rows of the bad-input table: (number, change, message, checked by)."""
+    text = FAULTS.read_text()
     table = text.split(START, 1)[1].split(END, 1)[0]
     for line in table.splitlines():
         cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
@@ -60,9 +61,8 @@ def apply(config: dict, change: dict) -> dict:
 
 
 def fault_rows():
-    """The rows of the README's faults table (above the bad-input table): (fault, test)."""
-    text = (REPO / "README.md").read_text()
-    table = text.split("## Faults and bad input", 1)[1].split(START, 1)[0]
+    """The rows of the faults table (above the bad-input table): (fault, test)."""
+    table = FAULTS.read_text().split("# Faults and bad input", 1)[1].split(START, 1)[0]
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 4 and cells[3].startswith("`"):

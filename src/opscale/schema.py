@@ -7,7 +7,7 @@ attaches its attributes (``cube.describe``) and checks files against it
 The study cube (``cube.collect``) holds the same variables with ``member`` replaced by the
 sweep axes and ``seed``. A measure (``opscale.measures``) declares its own variables the
 same way, in its module's ``VARIABLES``. ``python -m opscale.schema`` prints the table
-that README.md shows. Import-light (no numpy, torch or xarray): Snakemake and the docs
+that docs/outputs.md shows. Import-light (no numpy, torch or xarray): Snakemake and the docs
 may import it.
 
 Units are UDUNITS-2 strings, as CF asks (``tests/test_units.py`` parses every ``units``

@@ -1,0 +1,134 @@
+"""Which verdicts changed: fit the same cubes with an earlier revision and with this tree.
+
+    python benchmarks/verdicts.py 1af1613 results/*/cube.nc [--old-fits DIR] > verdicts.md
+
+For every cube, the earlier revision's ``fit_cube`` (in a temporary git worktree, as
+``fit_identity.py`` runs it) fits the cube with the settings it stores (those the revision
+knows), kept as ``DIR/<study>.nc`` with ``--old-fits`` so a rerun reuses it; the current
+fit is the study's own ``fit.nc`` beside its cube (the workflow's, made with this
+checkout), or this checkout's fit of the cube where there is none;
+every fit.nc table with a ``verdict`` column is read from both and printed side by side,
+rows matched on their text columns (group, law, axis or term, statement, ...). A row only
+one revision has is shown with the other side blank (a table or statement that is new, or
+gone). No retraining: the cubes are the same, only the statistics and the verdicts differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fit_identity import FIT, REPO, fit_with  # noqa: E402
+
+KEY_COLUMNS = ("group", "law", "term", "axis", "task", "statement", "claim", "size")
+SCHEMAS = ("src/opscale/data/config.schema.yaml", "workflow/schemas/config.schema.yaml")
+
+
+def fit_keys(revision: str) -> set[str]:
+    """The ``fit:`` settings the revision's schema knows (it refuses any other)."""
+    for path in SCHEMAS:
+        shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=REPO, capture_output=True)
+        if shown.returncode == 0:
+            return set(yaml.safe_load(shown.stdout)["properties"]["fit"]["properties"])
+    raise FileNotFoundError(f"no config schema at {revision}")
+
+
+def for_revision(cube: Path, revision: str, out: Path) -> Path:
+    """A copy of `cube` whose stored fit settings the revision knows (newer ones dropped)."""
+    with xr.open_dataset(cube) as ds:
+        ds = ds.load()
+    config = json.loads(ds.attrs["config"])
+    known = fit_keys(revision)
+    config["fit"] = {k: v for k, v in config.get("fit", {}).items() if k in known}
+    ds.attrs["config"] = json.dumps(config)
+    copy = out / "cube.nc"
+    ds.to_netcdf(copy)
+    return copy
+
+
+def fit_here(cube: Path, out: Path) -> Path:
+    """fit.nc of `cube` by this checkout's opscale."""
+    fit_nc, fit_md = out / "here.nc", out / "here.md"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-c", FIT, str(cube), str(fit_nc), str(fit_md)]
+    subprocess.run(command, cwd=REPO, env=env, check=True)
+    return fit_nc
+
+
+def verdict_tables(path: Path) -> dict[str, pd.DataFrame]:
+    """Every table of a fit.nc that has a verdict column, keyed by its name."""
+    with xr.open_dataset(path) as fits:
+        fits = fits.load()
+    found = {}
+    for dim in dict.fromkeys(fits[v].dims[0] for v in fits.data_vars if fits[v].ndim == 1):
+        names = [v for v in fits.data_vars if fits[v].dims == (dim,)]
+        if any(name == "verdict" or name.endswith("_verdict") for name in names):
+            frame = fits[names].to_dataframe().reset_index(drop=True)
+            found[dim] = frame.rename(
+                columns=lambda c: c.rsplit("_", 1)[-1] if c.endswith("verdict") else c
+            )
+    return found
+
+
+def keyed(frame: pd.DataFrame) -> pd.Series:
+    """The verdicts indexed by the row's text key."""
+    keys = [c for c in KEY_COLUMNS if c in frame]
+    index = frame[keys].astype(str).agg(" / ".join, axis=1) if keys else frame.index.astype(str)
+    return pd.Series(frame["verdict"].astype(str).to_numpy(), index=index)
+
+
+def compare(old: Path, new: Path, revision: str) -> str:
+    before, after = verdict_tables(old), verdict_tables(new)
+    lines = []
+    for name in dict.fromkeys([*before, *after]):
+        a = keyed(before[name]) if name in before else pd.Series(dtype=str)
+        b = keyed(after[name]) if name in after else pd.Series(dtype=str)
+        lines += [f"\n{name}:\n", f"| row | verdict at {revision} | verdict now | changed |"]
+        lines.append("|---|---|---|---|")
+        for key in dict.fromkeys([*a.index, *b.index]):
+            was, now = a.get(key, ""), b.get(key, "")
+            lines.append(f"| {key} | {was} | {now} | {'yes' if was != now else ''} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("revision", help="the earlier git revision, e.g. 1af1613")
+    parser.add_argument("cubes", nargs="+", type=Path, help="study cubes")
+    parser.add_argument("--old-fits", type=Path, default=None, help="keep the old fits here")
+    args = parser.parse_args()
+    for cube in args.cubes:
+        study = cube.resolve().parent.name
+        with tempfile.TemporaryDirectory() as tmp:
+            old = args.old_fits / f"{study}.nc" if args.old_fits else None
+            if old is None or not old.exists():
+                old_cube = for_revision(cube.resolve(), args.revision, Path(tmp))
+                try:
+                    fitted, _ = fit_with(args.revision, old_cube, Path(tmp))
+                except subprocess.CalledProcessError:  # e.g. a measure's variables renamed
+                    print(f"\n## {study}\n\n{args.revision} cannot fit this cube (above).")
+                    continue
+                if old is None:
+                    old = fitted
+                else:
+                    old.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(fitted, old)
+            sibling = cube.resolve().parent / "fit.nc"
+            new = sibling if sibling.exists() else fit_here(cube.resolve(), Path(tmp))
+            print(f"\n## {study}\n{compare(old, new, args.revision)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

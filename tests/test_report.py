@@ -39,6 +39,7 @@ def test_the_landing_text_is_written_from_the_study(fits):
     assert "{'" not in text and "robust additive law" in text and "bootstrap" in text
     assert "err ≈ " in text
     assert "results/synthetic/figures/" in text and "*scaling_interactive.html*" in text
+    assert "16 Karhunen-Loeve modes kept, b_eff 5 at 99% of the energy" in text  # l = 0.2
 
 
 def test_an_mlp_study_is_not_called_deeponet():

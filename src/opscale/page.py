@@ -105,6 +105,20 @@ def describe_models(config: dict) -> str:
     return " and ".join(words) + linearized + " models"
 
 
+def _spectrum_words(problem: dict) -> str:
+    """How many dimensions GRF inputs span, in words (KL modes kept, b_eff at 99%)."""
+    from opscale.problems.inputs import kl_spectrum
+
+    try:
+        spectrum = kl_spectrum(problem)
+    except (KeyError, TypeError, ValueError):  # an unresolved config: say what is known
+        return "infinite-dimensional"
+    return (
+        f"{spectrum['modes']} Karhunen-Loeve modes kept, b_eff {spectrum['b_eff'][0.99]} "
+        "at 99% of the energy"
+    )
+
+
 def describe_problem(config: dict) -> str:
     """The problem and its input functions in words, with the intrinsic dimension b."""
     from opscale.problems.registry import intrinsic_dim
@@ -124,7 +138,7 @@ def describe_problem(config: dict) -> str:
     if family == "grf":
         detail = (
             f"Gaussian random field inputs ({inputs.get('kernel')} kernel, length scale "
-            f"{inputs.get('length_scale')}; infinitely many directions)"
+            f"{inputs.get('length_scale')}; {_spectrum_words(problem)})"
         )
     else:
         detail = f"{family} series inputs of b = {b} modes"

@@ -31,27 +31,33 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fit_identity import FIT, REPO, fit_with  # noqa: E402
 
-KEY_COLUMNS = ("group", "law", "term", "axis", "task", "statement", "claim", "size")
+KEY_COLUMNS = ("group", "law", "term", "axis", "task", "statement", "claim", "size", "a")
+KEY_COLUMNS += ("K_train", "shared", "weight_decay", "k", "d", "m", "init_scale", "model")
 SCHEMAS = ("src/opscale/data/config.schema.yaml", "workflow/schemas/config.schema.yaml")
 
 
-def fit_keys(revision: str) -> set[str]:
-    """The ``fit:`` settings the revision's schema knows (it refuses any other)."""
+def schema_at(revision: str) -> dict:
+    """The revision's config schema (it refuses, or fails to resolve, any other key)."""
     for path in SCHEMAS:
         shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=REPO, capture_output=True)
         if shown.returncode == 0:
-            return set(yaml.safe_load(shown.stdout)["properties"]["fit"]["properties"])
+            return yaml.safe_load(shown.stdout)
     raise FileNotFoundError(f"no config schema at {revision}")
 
 
+def pruned(config, schema: dict):
+    """`config` without the keys `schema` does not know, recursively (sweeps kept whole)."""
+    known = schema.get("properties")
+    if not isinstance(config, dict) or known is None:
+        return config
+    return {k: pruned(v, known[k]) for k, v in config.items() if k in known}
+
+
 def for_revision(cube: Path, revision: str, out: Path) -> Path:
-    """A copy of `cube` whose stored fit settings the revision knows (newer ones dropped)."""
+    """A copy of `cube` whose stored config holds only the keys the revision knows."""
     with xr.open_dataset(cube) as ds:
         ds = ds.load()
-    config = json.loads(ds.attrs["config"])
-    known = fit_keys(revision)
-    config["fit"] = {k: v for k, v in config.get("fit", {}).items() if k in known}
-    ds.attrs["config"] = json.dumps(config)
+    ds.attrs["config"] = json.dumps(pruned(json.loads(ds.attrs["config"]), schema_at(revision)))
     copy = out / "cube.nc"
     ds.to_netcdf(copy)
     return copy

@@ -16,7 +16,7 @@ endif
 # Snakemake loads profiles/default/ by itself (the workflow profile beside the Snakefile).
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) $(CONFIG_ARGS)
 
-.PHONY: install run report docs studies test lint lock clean
+.PHONY: install run report docs screenshots studies test lint lock clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ report: install
 # rewrites the pages of those with results (docs/generate.py).
 docs: install
 	$(BIN)/python docs/generate.py
+
+# docs/images/: the report's landing page and interactive figure in headless chromium
+screenshots: install
+	$(BIN)/python docs/screenshots.py
 
 studies: install
 	$(BIN)/snakemake --cores $(CORES)

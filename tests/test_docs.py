@@ -10,12 +10,11 @@ by the layers of ``tests/test_layering.py``.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
 import sys
 
-from tests.helpers import REPO
+from tests.helpers import REPO, load_script
 from tests.test_layering import ORDER, SRC, layer, modules
 
 README = REPO / "README.md"
@@ -65,10 +64,7 @@ def test_the_readme_is_a_guide_of_about_250_lines():
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("generate", REPO / "docs" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/generate.py")
 
 
 def test_every_study_has_a_page_with_a_place_for_its_results():

@@ -12,7 +12,14 @@ import pytest
 from opscale import cube, fit, page, plots, tables
 from opscale.figures import FORMATS, INTERACTIVE, SCALING_FIGURES
 from opscale.tables import number
-from tests.helpers import planned_jobs, run_snakemake, synthetic_cube, tiny_config, write_config
+from tests.helpers import (
+    load_script,
+    planned_jobs,
+    run_snakemake,
+    synthetic_cube,
+    tiny_config,
+    write_config,
+)
 
 FAST = {"bootstrap": 40, "backtest_bootstrap": 20}
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -145,12 +152,7 @@ def test_the_interactive_figure_of_the_report_draws_offline(reported, tmp_path):
 
 
 # a reader's clicks in the report: Results > Scaling, then the eye button of the page `{name}`
-OPEN_ITEM = """<script>
-const item = (selector, has) => [...document.querySelectorAll(selector)].find(has);
-setTimeout(() => item("a", (a) => a.textContent.trim() === "Scaling")?.click(), 1500);
-setTimeout(() => item("tr", (row) => row.textContent.includes("{name}"))
-  ?.querySelector('a[iconname="eye"]')?.click(), 3000);
-</script>"""
+OPEN_ITEM = load_script("docs/screenshots.py").OPEN_ITEM  # the reader's two clicks
 
 
 @pytest.mark.workflow

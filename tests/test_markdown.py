@@ -63,9 +63,27 @@ def test_without_the_robust_law_the_takeaway_says_local_slopes(planted):
 
 def test_fit_md_prints_no_registry_key_and_one_number_format(planted):
     fits, text = planted
-    assert set(tables.table(fits, "row").theory) <= {"deeponet_lipschitz"}  # kept in fit.nc
-    assert "deeponet_lipschitz" not in text and "Lipschitz operator" in text
+    assert set(tables.table(fits, "row").theory) <= {"deeponet_effective_dim"}  # in fit.nc
+    assert "deeponet_effective_dim" not in text and "effective dimension (a heuristic)" in text
     assert "log k (FLOPs)" not in text and "ln k" in text
     # no number with 4 or more significant decimals (0.09383, 0.5236, 6.075e-18)
     assert not re.search(r"\b0\.0*[1-9]\d{3,}", text)
     assert not re.search(r"\d\.\d{3,}e", text)
+
+
+def test_the_size_section_names_each_count_and_gives_verdicts_only_on_the_theorem_s(planted):
+    fits, text = planted
+    section = text.split("## Model size as the theorem counts it", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| all |")]
+    counted = {line.split(" | ")[2]: line for line in rows}
+    assert set(counted) == {
+        "N (all parameters)",
+        "the law in N and n",
+        "p (basis functions)",
+        "envelope min over N",
+    }
+    assert "no verdict" in counted["p (basis functions)"]
+    assert "no verdict" not in counted["envelope min over N"]
+    # the headline stays on N: one row per axis
+    headline = text.split("## Measured vs theory", 1)[1].split("\n## ", 1)[0]
+    assert len([line for line in headline.splitlines() if line.startswith("| synthetic")]) == 2

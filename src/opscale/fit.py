@@ -2,7 +2,8 @@
 
 A thin orchestrator. The statistics live in :mod:`opscale.scaling` (one concept per
 module: observations, laws, fitting and bootstrap, the robust law, OLS, comparison,
-backtest, allocation; its docstring describes the methods), fit.nc's table format in
+backtest, allocation, the counts of model size and the envelope, the shape claims; its
+docstring describes the methods), fit.nc's table format in
 :mod:`opscale.tables`, fit.md's rendering in :mod:`opscale.markdown`, the theory's
 predictions in :mod:`opscale.theory` and the analyses in :mod:`opscale.analyses`.
 
@@ -33,6 +34,7 @@ from opscale.scaling import (
     ols,
     robust,
     shapes,
+    sizes,
     slopes,
 )
 from opscale.scaling.observations import (
@@ -45,7 +47,7 @@ from opscale.scaling.observations import (
     varying_terms,
 )
 from opscale.scaling.report import Report
-from opscale.tables import EXPONENTS, EXPONENTS_FILE, exponents, tables_dataset
+from opscale.tables import EXPONENTS, EXPONENTS_FILE, SIZE_N, SIZE_TABLE, exponents, tables_dataset
 
 THEORY_AXIS = {"log_N": "model", "log_n": "data"}  # term -> the theory's axis
 
@@ -109,13 +111,16 @@ def fit(cube: xr.Dataset, settings: dict | None = None, workers: int = 1) -> xr.
     report = Report()
     report.add("excluded", excluded_models(cube, settings["response"]))
     report.add("note", exclusion_notes(cube, obs, settings["response"]))
+    found = list(groups(obs, cube))
     tasks = [
         (frame, label, theory.group_config(config, paths), settings)
-        for label, frame, paths in groups(obs, cube)
+        for label, frame, paths in found
     ]
     _fit_groups(report, tasks if settings["scaling"] else [], workers)
     rows = pd.DataFrame(report.tables.get(EXPONENTS, []))  # every group's, theory attached
     report.add("shape", shapes.shape_rows(rows, settings["confidence"]))
+    paths = {label: group_paths for label, _, group_paths in found}
+    report.add("invariance", shapes.invariance_rows(rows, paths))
     for name in settings["analyses"]:
         for table_name, frame in analyses.load(name).analyse(cube, settings).items():
             report.add(f"{name}_{table_name}", frame.to_dict("records"))
@@ -200,20 +205,25 @@ def fit_group(frame, group: str, config: dict, settings: dict, report: Report) -
     report.add("slope", slopes.slope_rows(frame, group, law_fit, settings, report))
     report.add("backtest", backtest.backtest_rows(frame, group, settings, report))
     report.add("allocation", allocation.allocation_rows(frame, group, law_fit, settings, report))
+    sizes.size_rows(frame, group, settings, report)
     _attach_theory(report, group, config, convergence.diagnostics(frame))
+    sizes.add_main_rows(report, group)
 
 
 def _attach_theory(report: Report, group: str, config: dict | None, diagnosis: dict) -> None:
     """Add the theory's exponent, its assumptions, the group's convergence diagnostics and
-    the verdict to the group's exponent rows."""
+    the verdict to the group's exponent rows and size rows (of the latter, only the counts
+    in ``sizes.WITH_THEORY`` carry the theory's exponent)."""
     if config is None:  # a table states no theory
         params, by_axis = {"b": None, "d2": math.nan}, {}
     else:
         params, by_axis = _predictions(report, group, config)
-    for row in report.tables.get(EXPONENTS, []):
+    rows = [*report.tables.get(EXPONENTS, []), *report.tables.get(SIZE_TABLE, [])]
+    for row in rows:
         if row["group"] != group or "verdict" in row:
             continue
-        prediction = by_axis.get(THEORY_AXIS[row["term"]])
+        with_theory = row.get("size", SIZE_N) in sizes.WITH_THEORY
+        prediction = by_axis.get(THEORY_AXIS[row["term"]]) if with_theory else None
         row.update(
             intrinsic_dim=math.nan if params["b"] is None else float(params["b"]),
             output_dim=float(params["d2"]),
@@ -240,9 +250,12 @@ def _predictions(report: Report, group: str, config: dict):
 def _verdict(row: dict, prediction, diagnosis: dict) -> str:
     """The verdict on an exponent row, in order: not identified, budget-limited (data
     axis), no applicable bound, then the theory's (``theory.verdict``). An OLS row is a
-    local slope, not the asymptotic exponent a bound is about: it gets none."""
-    if row["law"] != "robust":
+    local slope, not the asymptotic exponent a bound is about: it gets none; nor does a
+    row in a count of model size the theorem does not use (``opscale.scaling.sizes``)."""
+    if row["law"] not in ("robust", "envelope"):
         return "local slope: no verdict (the bound is on the asymptotic exponent)"
+    if not sizes.verdict_applies(row):
+        return sizes.no_verdict(row)
     if row.get("identified") == "no":
         return "not identified: no verdict"
     if row["term"] == "log_n" and convergence.budget_limited(diagnosis):

@@ -1,8 +1,10 @@
 """fit.md: the Markdown report of a fit, rendered from fit.nc alone.
 
-Sections: the headline (measured vs theory), every estimate, the robust law's
-parameters, the alternatives by AIC/BIC, the extrapolation backtest, the compute-optimal
-allocation, the notes; then each analysis' own section. Every interval header names the
+Sections: the headline (measured vs theory), the exponent and local slope, the model
+axis in each count of model size with the envelope's data exponent, the shape claims
+(across b; across D and n_x), every estimate, the robust law's parameters, the
+alternatives by AIC/BIC, the extrapolation backtest, the compute-optimal allocation, the
+notes; then each analysis' own section. Every interval header names the
 fit's confidence level (``fit.confidence``).
 """
 
@@ -18,6 +20,8 @@ from opscale import analyses, tables
 from opscale import cube as cubes
 from opscale.scaling.observations import TERM_AXIS
 from opscale.tables import (
+    SIZE_N,
+    SIZE_TABLE,
     confidence_label,
     headline,
     interval_cell,
@@ -30,6 +34,7 @@ from opscale.tables import (
 THEORY_TITLES = {
     "deeponet_finite_inputs": "DeepONet bound, b-dimensional inputs",
     "deeponet_lipschitz": "DeepONet bound, Lipschitz operator",
+    "deeponet_effective_dim": "DeepONet bound at the GRF's effective dimension (a heuristic)",
     "deep_relu": "deep ReLU bound, d-dimensional domain",
 }
 THEORY_CITATION = "Liu et al. 2024, arXiv 2410.00357"
@@ -65,7 +70,9 @@ def _scaling_sections(fits: xr.Dataset, config: dict) -> list[str]:
         _takeaway(fits, config),
         _theory_table(fits, config),
         _slope_table(fits),
+        _size_table(fits),
         _shape_table(fits),
+        _invariance_table(fits),
         _estimates_table(fits),
         _parameters_table(fits),
         _comparison_table(fits),
@@ -141,6 +148,49 @@ def _shape_table(fits) -> str:
     header.append("verdict")
     title = "Shape across the intrinsic dimension b (falsifiable claims)"
     return _section(fits, "shape", title, header, _shape_cells)
+
+
+def _size_table(fits) -> str:
+    level = confidence_label(fits)
+    header = ["group", "axis", "counted in", f"exponent [{level} CI]", "theory", "verdict"]
+    title = "Model size as the theorem counts it, and the envelope min over N"
+    text = _section(fits, SIZE_TABLE, title, header, _size_cells)
+    if not text:
+        return ""
+    return text.replace(
+        "\n\n",
+        "\n\nThe robust law refitted with the model axis in each count (N: every parameter, "
+        "the count the bound is stated in and the headline's; N without the branch's sensor "
+        "layer; p basis functions), and the data axis on the smallest error over N per "
+        "(n, seed). Verdicts only on the counts the theorem uses "
+        "(opscale.scaling.sizes).\n\n",
+        1,
+    )
+
+
+def _size_cells(r) -> list:
+    axis = "model size" if r.term == "log_N" else TERM_AXIS[r.term]
+    counted = r.size
+    if r.term == "log_n":  # the data axis: the law in N and n, or the envelope
+        counted = "the law in N and n" if r.size == SIZE_N else r.size
+    return [r.group, axis, counted, interval_cell(r), _theory_cell(r), r.verdict]
+
+
+def _invariance_table(fits) -> str:
+    level = confidence_label(fits)
+    header = ["claim", "axis", "law", "groups with", "exponents [CI]", "values compared"]
+    header += [f"difference, largest - smallest [{level} CI]", "relative", "verdict"]
+    title = "Shape across D and n_x (falsifiable claims: the exponent does not depend on them)"
+    return _section(fits, "invariance", title, header, _invariance_cells)
+
+
+def _invariance_cells(r) -> list:
+    difference = interval_cell(r, "difference", "difference_low", "difference_high")
+    relative = f"{100 * r.relative:+.0f}%" if np.isfinite(r.relative) else "n/a"
+    values = r.compared or "n/a"
+    law = "robust (exponent)" if r.law == "robust" else f"{r.law} OLS (local slope)"
+    cells = [r.statement, r.axis, law, r.within, r.exponents, values, difference, relative]
+    return [*cells, r.verdict]
 
 
 def _shape_cells(r) -> list:

@@ -31,11 +31,21 @@ EXPONENTS_FILE = "exponents.csv"  # the tidy table of every law's parameters, be
 EXPONENT_COLUMNS = ["group", "law", "parameter", "estimate", "ci_low", "ci_high"]
 EXPONENT_COLUMNS += ["identified", "method"]
 PARAMETER_OF_TERM = {"log_N": "alpha", "log_n": "beta"}
+# The ``size`` table: exponents in each count of the model size (column ``size``) and the
+# data exponent of the envelope min over N (opscale.scaling.sizes). The exponent table and
+# the headline are in SIZE_N.
+SIZE_TABLE = "size"
+SIZE_N = "N (all parameters)"
+SIZE_CORE = "N without sensor layer"
+SIZE_P = "p (basis functions)"
+SIZE_ENVELOPE = "envelope min over N"
 # the fit's tables in the order fit.nc holds them, after the exponents
 TABLE_ORDER = (
     "parameter",
     "slope",
+    SIZE_TABLE,
     "shape",
+    "invariance",
     "comparison",
     "backtest",
     "allocation",
@@ -51,7 +61,14 @@ TABLES = {
     "the FLOPs law's log k, a, b, one row per group, law and parameter",
     "slope": "per group and axis: the robust law's asymptotic exponent next to the local "
     "slope -d log err / d log x over the sampled models",
+    SIZE_TABLE: "the robust law's model-axis exponent in each count of model size (N, all "
+    "parameters; N without the sensor layer; p, basis functions) and the data exponent of "
+    "the envelope min over N, one row per group, count and term, with the verdict on the "
+    "counts the theory's rates are stated in",
     "shape": "shape claims across groups: how the exponents change with the dimension b",
+    "invariance": "shape claims across groups that differ in one setting the theory says "
+    "the exponents do not depend on (ambient dimension D, sensor count n_x): the "
+    "difference of the exponents at its largest and smallest value, with an interval",
     "comparison": "alternative laws ranked by AIC and BIC, one row per group and law",
     "backtest": "extrapolation backtest: the largest value of an axis held out and "
     "predicted, one row per group, held-out axis, method and held-out grid point",
@@ -97,6 +114,24 @@ TABLE_COLUMNS = {
         "at_budget_share": "share of the group's models whose best step is at their budget's end",
         "models_at_budget": "models at their budget's end, of all the group's models",
         "test_train_ratio": "median ratio of test to training error of the group's models",
+    },
+    SIZE_TABLE: {
+        "size": "the count of the model axis (or: envelope min over N, the data axis)",
+        "exponent": "measured exponent (err ~ x^-exponent, x the count or n)",
+    },
+    "invariance": {
+        "statement": "the claim tested",
+        "axis": "axis of the exponent",
+        "law": "the law whose exponents are compared (robust; OLS data or model: local slopes)",
+        "setting": "the setting the claim is about (a config path)",
+        "within": "the other swept values the compared groups share",
+        "compared": "the setting's values compared (smallest and largest: the difference's)",
+        "exponents": "each value's exponent with its interval",
+        "difference": "exponent at the largest value minus at the smallest",
+        "difference_low": "lower end of its confidence interval",
+        "difference_high": "upper end of its confidence interval",
+        "relative": "the difference over the mean of the two exponents",
+        "verdict": "holds (the interval contains 0), does not hold, or not tested",
     },
     "parameter": {"name": "parameter of the law"},
     "slope": {
@@ -255,7 +290,10 @@ def table(fits: xr.Dataset, name: str) -> pd.DataFrame:
 
 
 def headline(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per group and axis of the exponent table: the robust estimate, else the joint OLS."""
+    """Per group and axis of the exponent table: the robust estimate, else the joint OLS
+    (in N, all parameters: rows of another count, from a size table, are left out)."""
+    if "size" in rows:
+        rows = rows[rows["size"].isin(["", SIZE_N])]
     rank = rows["law"].map({"robust": 0, "joint": 1, "data": 2, "model": 2})
     return rows.assign(rank=rank).sort_values("rank").groupby(["group", "term"], sort=False).head(1)
 

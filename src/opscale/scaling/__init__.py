@@ -4,8 +4,10 @@ Modules: ``observations`` (one row per model, groups; cubes and long-format tabl
 ``laws`` (the additive laws), ``fitting`` (Huber/least-squares fits, bounds and
 identifiability), ``bootstrap`` (the resampling schemes), ``robust`` (the robust law's
 tables), ``ols``, ``comparison`` (AIC/BIC), ``slopes`` (asymptotic exponent vs local
-slope), ``backtest``, ``allocation``; ``report`` collects their rows. ``opscale.fit``
-runs them per group.
+slope), ``sizes`` (the model axis in other counts of model size, the data axis on the
+envelope min over N), ``backtest``, ``allocation``, ``shapes`` (claims across groups);
+``report`` collects their rows. ``opscale.fit`` runs them per group (``shapes`` across
+them).
 
 Every fit is on the **unsquared** response ``err`` (``fit.response`` of a cube, any
 positive error of a table), in log space, per *group* (one combination of the swept axes
@@ -53,6 +55,14 @@ backtest
     prediction error of the median over seeds and how many held-out models fall inside
     the prediction interval (robust: bootstrap parameter draws plus resampled
     residuals; OLS: statsmodels' interval for a new observation).
+sizes
+    The robust law refitted with the model axis in N without the DeepONet's sensor layer
+    and in its basis count p (verdicts only in N, the count the bound uses), and the
+    power law with floor on the envelope min over N per (n, seed), seeds as clusters.
+shapes
+    Across groups: the exponents' slope on b (WLS), and the difference of the exponents
+    between the largest and smallest ambient dimension D or sensor count n_x (intervals
+    by the MOVER rule); verdicts holds / does not hold.
 allocation
     Training FLOPs are fitted as ``C = k N^a n^b`` (OLS on the stored counts). With the
     robust law, the compute-optimal (N, n) at budget C minimises ``A N^-alpha +

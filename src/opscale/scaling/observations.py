@@ -4,17 +4,29 @@ The fits are per *group*: one combination of the swept axes that are neither the
 size nor a model size (e.g. one input dimension). A row holds the response ``err`` (the
 unsquared ``fit.response``), ``log_err``, ``log_n``, ``log_N``, its grid ``point`` and a
 readable ``label`` of the model.
+
+A DeepONet's row also holds two other counts of its size (``model_counts``), computed
+from the study config and the row's swept values (not from cube variables, so a cube
+made before they existed is refitted without retraining): ``log_N_core``, the log of N
+without the sensor layer (the branch's first layer, which reads u at the n_x sensors:
+(n_x + 1) x its width weights and biases, ``sensor_layer``), and ``log_p``, the log of
+the number p of basis functions (``model.p``; null means p = width). Other models have
+NaN there. ``opscale.scaling.sizes`` fits the model axis in them.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from opscale import cube as cubes
+from opscale import resources
+from opscale.config import set_path
 
 log = logging.getLogger(__name__)
 ERROR = "test_rel_l2"
@@ -44,11 +56,66 @@ def observations(cube: xr.Dataset, response: str = ERROR) -> tuple[pd.DataFrame,
     df["err"] = df[response]
     df["log_err"], df["log_n"] = np.log(df["err"]), np.log(df["n"].astype(float))
     df["log_N"] = np.log(df["n_params"].astype(float))
+    df = model_counts(df, config, axes)
     df["point"] = df.groupby(list(axes) or ["n"], sort=False).ngroup()
     df["label"] = cubes.group_labels(df, [*axes, "seed"])  # "label": no axis is named so
     if any(excluded.values()):
         log.warning("excluded from the fits: %s", excluded)
     return df, excluded
+
+
+def sensor_layer(model: dict, shapes: resources.Shapes) -> int:
+    """Weights and biases of a DeepONet's sensor layer: the branch's first layer.
+
+    It maps u at the n_x sensors to the branch's first hidden layer (``model.width``
+    units; with ``model.depth`` 1 the branch is one layer, to p): (n_x + 1) x that size.
+    """
+    first = model["width"] if model["depth"] > 1 else (model["p"] or model["width"])
+    return (shapes.sensors + 1) * first
+
+
+def basis_functions(model: dict) -> int:
+    """DeepONet's number p of basis functions (``model.p``; null means p = width)."""
+    return model["p"] or model["width"]
+
+
+def _counts(config: dict) -> tuple[float, float]:
+    """(sensor layer, p) of the model a resolved config builds; NaN for a non-DeepONet
+    or a problem whose shapes cannot be read."""
+    model = config["model"]
+    if model["name"] != "deeponet":
+        return math.nan, math.nan
+    try:
+        shapes = resources.problem_shapes(config["problem"])
+    except (OSError, KeyError, ValueError) as error:
+        log.warning("no sensor-layer count: %s", error)
+        return math.nan, float(basis_functions(model))
+    return float(sensor_layer(model, shapes)), float(basis_functions(model))
+
+
+def model_counts(df: pd.DataFrame, config: dict, axes: dict) -> pd.DataFrame:
+    """`df` with ``log_N_core`` (N without the sensor layer) and ``log_p`` (module doc).
+
+    Counted once per combination of swept values, from `config` with those values set.
+    A count that is not positive (N no larger than its sensor layer) is NaN.
+    """
+    names = list(axes)
+    keys = list(df[names].itertuples(index=False, name=None)) if names else [()] * len(df)
+    counted = {key: _counts(_point_config(config, axes, key)) for key in dict.fromkeys(keys)}
+    layer, p = (np.array([counted[key][i] for key in keys], float) for i in (0, 1))
+    core = df["n_params"].to_numpy(float) - layer
+    df = df.copy()
+    df["log_N_core"] = np.log(np.where(core > 0, core, np.nan))
+    df["log_p"] = np.log(p)
+    return df
+
+
+def _point_config(config: dict, axes: dict, key: tuple) -> dict:
+    """`config` with the swept values `key` (in the order of `axes`) set."""
+    spec = copy.deepcopy(config)
+    for path, value in zip(axes.values(), key, strict=True):
+        set_path(spec, path, _plain(value))
+    return spec
 
 
 def excluded_models(cube: xr.Dataset, response: str = ERROR) -> list[dict]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from scipy import optimize
 
 from opscale import cube, fit, tables, theory
@@ -14,6 +15,7 @@ from opscale.config import validate_study
 from opscale.markdown import markdown
 from opscale.rng import numpy_rng
 from opscale.scaling import allocation as allocation_module
+from opscale.scaling import convergence
 from opscale.scaling.fitting import fit_reported_law
 from opscale.scaling.laws import AdditiveLaw
 from opscale.scaling.observations import TERMS, observations, table_observations
@@ -519,3 +521,37 @@ def test_a_table_whose_runs_are_all_excluded_says_why():
         "all 12 runs excluded: 11 with loss not finite and positive, 1 with params not finite "
         "and positive; nothing to fit"
     ]
+
+
+def test_late_gain_is_the_fall_of_the_best_validation_error_over_the_last_quarter():
+    # Known answer: a curve falling 1.0 -> 0.5 linearly over 1000 steps: best up to step 750
+    # is 0.625, best overall 0.5, a 25% fall; a curve flat after step 500 has none.
+    steps = np.arange(0, 1001, 50)
+    falling, flat = 1.0 - 0.5 * steps / 1000, np.maximum(1.0 - steps / 1000, 0.5)
+    ds = xr.Dataset(
+        {
+            "val_curve": (("model", "eval"), np.stack([falling, flat])),
+            "steps_trained": ("model", [1000, 1000]),
+        },
+        coords={"eval": steps, "model": [0, 1]},
+    )
+    assert convergence.late_gain(ds).values == pytest.approx([0.125 / 0.5, 0.0])
+    assert convergence.late_gain(ds.drop_vars("val_curve")) is None
+    diagnosis = {"models_at_budget": "1/2", "late_gain": 0.25}
+    assert convergence.still_improving(diagnosis) == (
+        "1/2 models still improving at the end (validation error -25% over the last quarter, "
+        "median)"
+    )
+
+
+def test_the_budget_limited_verdict_says_how_much_the_models_still_improved():
+    ds = synthetic_cube()
+    ds["steps_trained"] = ds["n_params"] * 0 + 1000
+    ds["best_step"] = ds["steps_trained"].copy()
+    ds["train_rel_l2"] = ds["test_rel_l2"] / 1.05
+    ds["val_curve"] = ds["test_rel_l2"] * xr.DataArray(
+        np.linspace(2.0, 1.0, 11), dims="eval", coords={"eval": np.arange(0, 1001, 100)}
+    )  # best 1x at step 1000; up to 75% of the steps the best is step 700's 1.3x: 30%
+    rows = tables.table(fit.fit(ds, FAST), "row").query("law == 'robust'").set_index("term")
+    assert "(validation error -30% over the last quarter, median)" in rows.loc["log_n", "verdict"]
+    assert rows.loc["log_n", "late_gain"] == pytest.approx(0.3)

@@ -259,8 +259,7 @@ def _verdict(row: dict, prediction, diagnosis: dict) -> str:
     if row.get("identified") == "no":
         return "not identified: no verdict"
     if row["term"] == "log_n" and convergence.budget_limited(diagnosis):
-        at = diagnosis["models_at_budget"]
-        return f"budget-limited: {at} models still improving at the end, not a data exponent"
+        return f"budget-limited: {convergence.still_improving(diagnosis)}, not a data exponent"
     if prediction is None:
         return "no applicable bound"
     return theory.verdict(row["ci_low"], row["ci_high"], prediction)

@@ -101,7 +101,11 @@ def _theory_table(fits, config) -> str:
     ]
     level = confidence_label(fits)
     header = ["study", "axis", f"measured [{level} CI]", "theory", "verdict"]
-    header += ["models at their budget's end; test/train error", "the bound assumes", "law"]
+    header += [
+        "models at their budget's end; test/train error; validation gain",
+        "the bound assumes",
+    ]
+    header.append("law")
     return "## Measured vs theory\n\n" + _headline_line(rows) + markdown_table(header, body)
 
 
@@ -109,7 +113,9 @@ def _convergence_cell(r) -> str:
     """How many models were still improving when training ended, and the test/train ratio."""
     if not getattr(r, "models_at_budget", ""):
         return "not known"
-    return f"{r.models_at_budget}; {r.test_train_ratio:.2f}"
+    gain = getattr(r, "late_gain", math.nan)
+    late = "" if pd.isna(gain) else f"; -{gain:.0%} in the last quarter"
+    return f"{r.models_at_budget}; {r.test_train_ratio:.2f}{late}"
 
 
 def _headline_line(rows) -> str:

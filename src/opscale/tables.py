@@ -114,6 +114,7 @@ TABLE_COLUMNS = {
         "at_budget_share": "share of the group's models whose best step is at their budget's end",
         "models_at_budget": "models at their budget's end, of all the group's models",
         "test_train_ratio": "median ratio of test to training error of the group's models",
+        "late_gain": "median relative fall of the best validation error over the last quarter",
     },
     SIZE_TABLE: {
         "size": "the count of the model axis (or: envelope min over N, the data axis)",

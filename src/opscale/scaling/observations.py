@@ -27,6 +27,7 @@ import xarray as xr
 from opscale import cube as cubes
 from opscale import resources
 from opscale.config import set_path
+from opscale.scaling import convergence
 
 log = logging.getLogger(__name__)
 ERROR = "test_rel_l2"
@@ -44,6 +45,10 @@ def observations(cube: xr.Dataset, response: str = ERROR) -> tuple[pd.DataFrame,
     wanted = (response, "n_params", "train_flops", "status", *DIAGNOSTICS)
     names = list(dict.fromkeys(v for v in wanted if v in cube))
     df = cube[names].to_dataframe().reset_index()
+    gain = convergence.late_gain(cube)
+    if gain is not None:  # one value per model: joined on the model's dims
+        gains = gain.drop_vars([c for c in gain.coords if c not in gain.dims])
+        df = df.merge(gains.to_dataframe().reset_index(), on=list(gain.dims), how="left")
     config = cubes.study_config(cube)
     n_name = next((name for name, path in axes.items() if path == DATA_AXIS), None)
     df["n"] = df[n_name] if n_name else config["data"]["n_train"]

@@ -555,3 +555,17 @@ def test_the_budget_limited_verdict_says_how_much_the_models_still_improved():
     rows = tables.table(fit.fit(ds, FAST), "row").query("law == 'robust'").set_index("term")
     assert "(validation error -30% over the last quarter, median)" in rows.loc["log_n", "verdict"]
     assert rows.loc["log_n", "late_gain"] == pytest.approx(0.3)
+
+
+def test_a_model_that_levelled_off_at_its_budget_is_not_still_improving():
+    # An annealed schedule ends on its best step; a 1% fall over the last quarter is a level.
+    ds = synthetic_cube()
+    ds["steps_trained"] = ds["n_params"] * 0 + 1000
+    ds["best_step"] = ds["steps_trained"].copy()
+    ds["train_rel_l2"] = ds["test_rel_l2"] / 1.05
+    ds["val_curve"] = ds["test_rel_l2"] * xr.DataArray(
+        np.linspace(1.014, 1.0, 11), dims="eval", coords={"eval": np.arange(0, 1001, 100)}
+    )  # up to step 750 the best is step 700's 1.0042: a 0.4% fall
+    rows = tables.table(fit.fit(ds, FAST), "row").query("law == 'robust'").set_index("term")
+    assert rows.loc["log_n", "at_budget_share"] == 0
+    assert not rows.loc["log_n", "verdict"].startswith("budget-limited")

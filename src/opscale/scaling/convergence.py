@@ -1,7 +1,8 @@
 """Convergence diagnostics of a group: were its models still improving when training ended?
 
-A model whose best validation step lies in the last 5% of the steps it ran was still
-improving when its budget ended: its error measures the training budget as much as the
+A model whose best validation step lies in the last 5% of the steps it ran, and whose best
+validation error fell by at least 2% (``LEVELLED``) over the last quarter of its steps, was
+still improving when its budget ended: its error measures the training budget as much as the
 data. When more than half of a group's models are so, the group is *budget-limited*: its
 data-axis exponent is not a data exponent, and its verdict says so instead of comparing
 it with a theory. The median ratio of test to training error says how much of the error
@@ -9,7 +10,9 @@ is generalisation (near 1: the models did not fit their training data better tha
 data, as under-training does). How much they were still improving is measured too
 (``late_gain``): the relative fall of each model's best validation error over the last
 quarter of the steps it ran, (best up to 75% - best) / best, from its validation curve;
-the group's median is printed beside the count, so "budget-limited" says by how much.
+the median over the models still improving is printed beside their count, so
+"budget-limited" says by how much. Without the 2% floor every model of a cosine (annealed)
+schedule would count, since its best step is its last even once it has levelled off.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import xarray as xr
 AT_BUDGET = 0.95  # best step at or past this share of the steps run: still improving
 LIMITED_SHARE = 0.5  # more of a group's models than this at their budget: budget-limited
 LATE = 0.75  # the last quarter of the steps run: its fall in validation error is late_gain
+# a model at its budget's end whose best validation error fell by less than this over its
+# last quarter has levelled off (an annealed schedule ends on its best step): not counted
+LEVELLED = 0.02
 
 
 def late_gain(cube: xr.Dataset) -> xr.DataArray | None:
@@ -46,8 +52,10 @@ def diagnostics(frame: pd.DataFrame) -> dict:
     if not {"best_step", "steps_trained"} <= set(frame):  # a table of runs: not known
         return {**unknown, "late_gain": math.nan}
     at_budget = frame["best_step"] >= AT_BUDGET * frame["steps_trained"]
+    if "late_gain" in frame:  # known from the curves: levelled-off models are not improving
+        at_budget &= ~(frame["late_gain"] < LEVELLED)
     train = frame.get("train_rel_l2", math.nan)
-    gain = frame["late_gain"].median() if "late_gain" in frame else math.nan
+    gain = frame.loc[at_budget, "late_gain"].median() if "late_gain" in frame else math.nan
     return {
         "at_budget_share": float(at_budget.mean()),
         "models_at_budget": f"{int(at_budget.sum())}/{len(frame)}",

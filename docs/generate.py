@@ -36,29 +36,34 @@ def study_configs() -> dict[str, Path]:
     return {yaml.safe_load(path.read_text())["study"]: path for path in files}
 
 
+SERIAL = ("fit", "figures", "page")  # the jobs after collect: one after another, rerun alone
+
+
 def timings(study_dir: Path) -> dict | None:
-    """Wall time (first job's start to last job's end), job time and mean load.
+    """Wall time, job time and mean load of a study's run, from its benchmark files.
 
     A benchmark file is written when its job ends, so its modification time is the end
-    and that minus its seconds the start.
+    and that minus its seconds the start. The wall time is the span of the data, training
+    and collect jobs (first start to last end) plus the seconds of fit, figures and page,
+    which run one after another after collect: so a refit later (``--forcerun fit``)
+    does not stretch it by the time between the two runs.
     """
     rows = []
     for path in (study_dir / "benchmarks").rglob("*.tsv"):
         frame = pd.read_csv(path, sep="\t")
-        end = path.stat().st_mtime
-        rows += [
-            (end - float(r.s), end, float(r.s), float(r.mean_load)) for r in frame.itertuples()
-        ]
+        end, serial = path.stat().st_mtime, path.stem in SERIAL
+        rows += [(end - r.s, end, r.s, r.mean_load, serial) for r in frame.itertuples()]
     if not rows:
         return None
-    starts, ends, seconds, loads = zip(*rows, strict=True)
+    frame = pd.DataFrame(rows, columns=["start", "end", "s", "load", "serial"])
+    parallel, serial = frame[~frame["serial"]], frame[frame["serial"]]
+    span = parallel["end"].max() - parallel["start"].min() if len(parallel) else 0.0
     return {
-        "wall": max(ends) - min(starts),
-        "job": sum(seconds),
-        "jobs": len(rows),
-        "load": sum(s * load for s, load in zip(seconds, loads, strict=True))
-        / max(sum(seconds), 1e-9),
-        "finished": datetime.datetime.fromtimestamp(max(ends), datetime.UTC),
+        "wall": span + serial["s"].sum(),
+        "job": frame["s"].sum(),
+        "jobs": len(frame),
+        "load": (frame["s"] * frame["load"]).sum() / max(frame["s"].sum(), 1e-9),
+        "finished": datetime.datetime.fromtimestamp(frame["end"].max(), datetime.UTC),
     }
 
 
@@ -87,7 +92,8 @@ def results_block(study: str, config: Path, study_dir: Path) -> str:
     if time:
         lines.append(
             f"Finished {time['finished']:%Y-%m-%d %H:%M} UTC; wall time {duration(time['wall'])} "
-            f"(first job's start to last job's end, from the benchmark files), "
+            f"(the data and training jobs' first start to last end, plus fit, figures and page; "
+            f"from the benchmark files), "
             f"{time['jobs']} jobs taking {duration(time['job'])} in all, mean load "
             f"{time['load']:.1f} while they ran (2 cores: above 2 the cores were shared)."
         )

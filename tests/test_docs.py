@@ -81,8 +81,8 @@ def test_make_docs_writes_a_study_pages_results_from_its_fit_md(tmp_path):
     (study / "benchmarks" / "train").mkdir(parents=True)
     (study / "fit.md").write_text("# Scaling-law fit: s\n\n## Takeaway\n\n- err ≈ 2 n^-0.5\n")
     header = "s\th:m:s\tmax_rss\tmean_load\n"
-    jobs = {"fit.tsv": (30.0, 1000.0), "train/a.tsv": (100.0, 970.0), "train/b.tsv": (50.0, 960.0)}
-    for name, (seconds, end) in jobs.items():  # ends at 1000 s; the first starts at 870 s
+    jobs = {"fit.tsv": (30.0, 5000.0), "train/a.tsv": (100.0, 970.0), "train/b.tsv": (50.0, 960.0)}
+    for name, (seconds, end) in jobs.items():  # training 870-970 s, a refit much later: 30 s
         path = study / "benchmarks" / name
         path.write_text(f"{header}{seconds}\t0\t1\t3.0\n")
         os.utime(path, (end, end))
@@ -92,7 +92,7 @@ def test_make_docs_writes_a_study_pages_results_from_its_fit_md(tmp_path):
     generate.refresh_page(page, generate.results_block("s", config, study))
     text = page.read_text()
     assert text.startswith("# s\n\nWhat it asks.\n\n<!-- results -->") and "old" not in text
-    assert "wall time 2 min 10 s" in text and "3 jobs taking 3 min 0 s" in text
+    assert "wall time 2 min 10 s" in text and "3 jobs taking 3 min 0 s" in text  # 100 + 30
     assert "mean load 3.0" in text and "## Scaling-law fit: s" in text
     assert "### Takeaway" in text and "config/studies/budget.yaml" in text
 

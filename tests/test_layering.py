@@ -40,7 +40,7 @@ LAYERS = [
     ("data, models and files", ["opscale.cube", "opscale.theory", "opscale.tables"]),
     ("jobs and statistics", ["opscale.train", "opscale.reuse", "opscale.status", "opscale.jobs"]),
     ("jobs and statistics", ["opscale.progress"]),
-    ("jobs and statistics", ["opscale.scaling", "opscale.scaling.*"]),
+    ("jobs and statistics", ["opscale.scaling", "opscale.scaling.*", "opscale.adaptive"]),
     ("reports", ["opscale.analyses.*", "opscale.plots", "opscale.markdown", "opscale.page"]),
     ("reports", ["opscale.compare"]),
     ("entry points", ["opscale.fit", "opscale.cli"]),

@@ -40,7 +40,7 @@ SERIAL = ("fit", "figures", "page")  # the jobs after collect: one after another
 
 
 def timings(study_dir: Path) -> dict | None:
-    """Wall time, job time and mean load of a study's run, from its benchmark files.
+    """Wall time, job time and CPU share of a study's run, from its benchmark files.
 
     A benchmark file is written when its job ends, so its modification time is the end
     and that minus its seconds the start. The wall time is the span of the data, training
@@ -62,7 +62,8 @@ def timings(study_dir: Path) -> dict | None:
         "wall": span + serial["s"].sum(),
         "job": frame["s"].sum(),
         "jobs": len(frame),
-        "load": (frame["s"] * frame["load"]).sum() / max(frame["s"].sum(), 1e-9),
+        # Snakemake's mean_load: the job's CPU use in % of one core over its wall time
+        "cpu": (frame["s"] * frame["load"]).sum() / max(frame["s"].sum(), 1e-9),
         "finished": datetime.datetime.fromtimestamp(frame["end"].max(), datetime.UTC),
     }
 
@@ -94,8 +95,9 @@ def results_block(study: str, config: Path, study_dir: Path) -> str:
             f"Finished {time['finished']:%Y-%m-%d %H:%M} UTC; wall time {duration(time['wall'])} "
             f"(the data and training jobs' first start to last end, plus fit, figures and page; "
             f"from the benchmark files), "
-            f"{time['jobs']} jobs taking {duration(time['job'])} in all, mean load "
-            f"{time['load']:.1f} while they ran (2 cores: above 2 the cores were shared)."
+            f"{time['jobs']} jobs taking {duration(time['job'])} in all, using on average "
+            f"{time['cpu']:.0f}% of a core (Snakemake's mean_load, time-weighted; a one-thread "
+            "job on a machine to itself uses about 100%: less means it waited for the CPU)."
         )
     return "\n".join([*lines, "", demoted(fit_md).strip(), ""])
 

@@ -93,7 +93,7 @@ def test_make_docs_writes_a_study_pages_results_from_its_fit_md(tmp_path):
     text = page.read_text()
     assert text.startswith("# s\n\nWhat it asks.\n\n<!-- results -->") and "old" not in text
     assert "wall time 2 min 10 s" in text and "3 jobs taking 3 min 0 s" in text  # 100 + 30
-    assert "mean load 3.0" in text and "## Scaling-law fit: s" in text
+    assert "using on average 3% of a core" in text and "## Scaling-law fit: s" in text
     assert "### Takeaway" in text and "config/studies/budget.yaml" in text
 
 

@@ -544,28 +544,28 @@ def test_late_gain_is_the_fall_of_the_best_validation_error_over_the_last_quarte
     )
 
 
-def test_the_budget_limited_verdict_says_how_much_the_models_still_improved():
+def _at_budget_rows(start: float) -> pd.DataFrame:
+    """Robust rows of a cube whose every model ends on its best step, after validation
+    curves falling linearly from `start` x its error (step 0) to 1 x (step 1000)."""
     ds = synthetic_cube()
     ds["steps_trained"] = ds["n_params"] * 0 + 1000
     ds["best_step"] = ds["steps_trained"].copy()
     ds["train_rel_l2"] = ds["test_rel_l2"] / 1.05
     ds["val_curve"] = ds["test_rel_l2"] * xr.DataArray(
-        np.linspace(2.0, 1.0, 11), dims="eval", coords={"eval": np.arange(0, 1001, 100)}
-    )  # best 1x at step 1000; up to 75% of the steps the best is step 700's 1.3x: 30%
-    rows = tables.table(fit.fit(ds, FAST), "row").query("law == 'robust'").set_index("term")
+        np.linspace(start, 1.0, 11), dims="eval", coords={"eval": np.arange(0, 1001, 100)}
+    )
+    return tables.table(fit.fit(ds, FAST), "row").query("law == 'robust'").set_index("term")
+
+
+def test_the_budget_limited_verdict_says_how_much_the_models_still_improved():
+    rows = _at_budget_rows(2.0)  # up to 75% of the steps the best is step 700's 1.3x: 30%
     assert "(validation error -30% over the last quarter, median)" in rows.loc["log_n", "verdict"]
     assert rows.loc["log_n", "late_gain"] == pytest.approx(0.3)
 
 
 def test_a_model_that_levelled_off_at_its_budget_is_not_still_improving():
-    # An annealed schedule ends on its best step; a 1% fall over the last quarter is a level.
-    ds = synthetic_cube()
-    ds["steps_trained"] = ds["n_params"] * 0 + 1000
-    ds["best_step"] = ds["steps_trained"].copy()
-    ds["train_rel_l2"] = ds["test_rel_l2"] / 1.05
-    ds["val_curve"] = ds["test_rel_l2"] * xr.DataArray(
-        np.linspace(1.014, 1.0, 11), dims="eval", coords={"eval": np.arange(0, 1001, 100)}
-    )  # up to step 750 the best is step 700's 1.0042: a 0.4% fall
-    rows = tables.table(fit.fit(ds, FAST), "row").query("law == 'robust'").set_index("term")
+    # An annealed schedule ends on its best step; a fall under 2% over its last quarter
+    # is a level: up to step 750 the best is step 700's 1.0042 x, a 0.4% fall.
+    rows = _at_budget_rows(1.014)
     assert rows.loc["log_n", "at_budget_share"] == 0
     assert not rows.loc["log_n", "verdict"].startswith("budget-limited")

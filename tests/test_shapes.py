@@ -14,8 +14,9 @@ from opscale.config import validate_study
 from opscale.ensemble import params_per_member
 from opscale.markdown import markdown
 from opscale.models import deeponet
+from opscale.resources import sensor_layer
 from opscale.scaling import shapes, sizes
-from opscale.scaling.observations import observations, sensor_layer
+from opscale.scaling.observations import observations
 from tests.helpers import synthetic_cube
 
 QUICK = {"bootstrap": 60, "backtest_bootstrap": 0, "refine": 2}

@@ -212,9 +212,21 @@ def _mlp_flops(sizes: list[int], rows: int) -> int:
     return rows * sum(b * (2 * a + 1) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
+def basis_functions(model: dict) -> int:
+    """DeepONet's number p of basis functions (``model.p``; null means p = width)."""
+    return model["p"] or model["width"]
+
+
 def _deeponet(model: dict, shapes: Shapes) -> tuple[list[int], list[int]]:
-    p = model["p"] or model["width"]
+    p = basis_functions(model)
     return _layers(model, shapes.sensors, p), _layers(model, shapes.y_dim, p)
+
+
+def sensor_layer(model: dict, shapes: Shapes) -> int:
+    """Weights and biases of a DeepONet's sensor layer: the branch's first layer, from u
+    at the n_x sensors to its first hidden layer (to p with ``model.depth`` 1)."""
+    branch, _ = _deeponet(model, shapes)
+    return _mlp_params(branch[:2])
 
 
 def n_params(model: dict, shapes: Shapes) -> int:
@@ -258,7 +270,7 @@ def saved_values(model: dict, shapes: Shapes, rows: int) -> int:
     name, q, hidden = model["name"], shapes.queries, model["width"] * (model["depth"] - 1)
     output = rows * q * 3  # prediction, difference (kept by the fused loss), its gradient
     if name == "deeponet":
-        p = model["p"] or model["width"]
+        p = basis_functions(model)
         trunk_rows = q if shapes.aligned else rows * q
         values = rows * (hidden + p) + trunk_rows * (hidden + p) + output
     elif name == "mlp":

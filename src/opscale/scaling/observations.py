@@ -9,14 +9,13 @@ A DeepONet's row also holds two other counts of its size (``model_counts``), com
 from the study config and the row's swept values (not from cube variables, so a cube
 made before they existed is refitted without retraining): ``log_N_core``, the log of N
 without the sensor layer (the branch's first layer, which reads u at the n_x sensors:
-(n_x + 1) x its width weights and biases, ``sensor_layer``), and ``log_p``, the log of
+(n_x + 1) x its width weights and biases, ``resources.sensor_layer``), and ``log_p``, the log of
 the number p of basis functions (``model.p``; null means p = width). Other models have
 NaN there. ``opscale.scaling.sizes`` fits the model axis in them.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 
@@ -26,8 +25,8 @@ import xarray as xr
 
 from opscale import cube as cubes
 from opscale import resources
-from opscale.config import set_path
 from opscale.scaling import convergence
+from opscale.theory import group_config
 
 log = logging.getLogger(__name__)
 ERROR = "test_rel_l2"
@@ -69,21 +68,6 @@ def observations(cube: xr.Dataset, response: str = ERROR) -> tuple[pd.DataFrame,
     return df, excluded
 
 
-def sensor_layer(model: dict, shapes: resources.Shapes) -> int:
-    """Weights and biases of a DeepONet's sensor layer: the branch's first layer.
-
-    It maps u at the n_x sensors to the branch's first hidden layer (``model.width``
-    units; with ``model.depth`` 1 the branch is one layer, to p): (n_x + 1) x that size.
-    """
-    first = model["width"] if model["depth"] > 1 else (model["p"] or model["width"])
-    return (shapes.sensors + 1) * first
-
-
-def basis_functions(model: dict) -> int:
-    """DeepONet's number p of basis functions (``model.p``; null means p = width)."""
-    return model["p"] or model["width"]
-
-
 def _counts(config: dict) -> tuple[float, float]:
     """(sensor layer, p) of the model a resolved config builds; NaN for a non-DeepONet
     or a problem whose shapes cannot be read."""
@@ -94,8 +78,8 @@ def _counts(config: dict) -> tuple[float, float]:
         shapes = resources.problem_shapes(config["problem"])
     except (OSError, KeyError, ValueError) as error:
         log.warning("no sensor-layer count: %s", error)
-        return math.nan, float(basis_functions(model))
-    return float(sensor_layer(model, shapes)), float(basis_functions(model))
+        return math.nan, float(resources.basis_functions(model))
+    return float(resources.sensor_layer(model, shapes)), float(resources.basis_functions(model))
 
 
 def model_counts(df: pd.DataFrame, config: dict, axes: dict) -> pd.DataFrame:
@@ -106,21 +90,17 @@ def model_counts(df: pd.DataFrame, config: dict, axes: dict) -> pd.DataFrame:
     """
     names = list(axes)
     keys = list(df[names].itertuples(index=False, name=None)) if names else [()] * len(df)
-    counted = {key: _counts(_point_config(config, axes, key)) for key in dict.fromkeys(keys)}
+    paths = list(axes.values())
+    counted = {
+        key: _counts(group_config(config, dict(zip(paths, map(_plain, key), strict=True))))
+        for key in dict.fromkeys(keys)
+    }
     layer, p = (np.array([counted[key][i] for key in keys], float) for i in (0, 1))
     core = df["n_params"].to_numpy(float) - layer
     df = df.copy()
     df["log_N_core"] = np.log(np.where(core > 0, core, np.nan))
     df["log_p"] = np.log(p)
     return df
-
-
-def _point_config(config: dict, axes: dict, key: tuple) -> dict:
-    """`config` with the swept values `key` (in the order of `axes`) set."""
-    spec = copy.deepcopy(config)
-    for path, value in zip(axes.values(), key, strict=True):
-        set_path(spec, path, _plain(value))
-    return spec
 
 
 def excluded_models(cube: xr.Dataset, response: str = ERROR) -> list[dict]:

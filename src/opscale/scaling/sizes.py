@@ -12,7 +12,7 @@ bootstrap scheme and censoring) with the model axis in two other counts, each a 
 the ``size`` table with its interval:
 
 ``N without sensor layer``
-    N minus the sensor layer (``observations.sensor_layer``, counted from the study
+    N minus the sensor layer (``resources.sensor_layer``, counted from the study
     config, so old cubes refit without retraining).
 ``p (basis functions)``
     DeepONet's number of basis functions p (``model.p``; null means p = width, so a
@@ -53,7 +53,7 @@ from opscale.scaling.laws import AdditiveLaw
 from opscale.scaling.observations import varying_terms
 from opscale.scaling.report import Report
 from opscale.scaling.robust import robust_rows
-from opscale.tables import SIZE_CORE, SIZE_ENVELOPE, SIZE_N, SIZE_P, SIZE_TABLE
+from opscale.tables import EXPONENTS, SIZE_CORE, SIZE_ENVELOPE, SIZE_N, SIZE_P, SIZE_TABLE
 
 COUNTS = {SIZE_CORE: "log_N_core", SIZE_P: "log_p"}  # count -> column of the observations
 WITH_THEORY = (SIZE_N, SIZE_CORE, SIZE_ENVELOPE)  # rows that carry the bound's exponent
@@ -129,7 +129,7 @@ def add_main_rows(report: Report, group: str) -> None:
         return
     main = [
         {**r, "size": SIZE_N}
-        for r in report.tables.get("row", [])
+        for r in report.tables.get(EXPONENTS, [])
         if r["group"] == group and r["law"] == "robust"
     ]
     report.tables[SIZE_TABLE] = [r for r in table if r["group"] != group] + main + mine

@@ -104,8 +104,8 @@ def _theory_table(fits, config) -> str:
     header += [
         "models at their budget's end; test/train error; validation gain",
         "the bound assumes",
+        "law",
     ]
-    header.append("law")
     return "## Measured vs theory\n\n" + _headline_line(rows) + markdown_table(header, body)
 
 
@@ -160,18 +160,13 @@ def _size_table(fits) -> str:
     level = confidence_label(fits)
     header = ["group", "axis", "counted in", f"exponent [{level} CI]", "theory", "verdict"]
     title = "Model size as the theorem counts it, and the envelope min over N"
-    text = _section(fits, SIZE_TABLE, title, header, _size_cells)
-    if not text:
-        return ""
-    return text.replace(
-        "\n\n",
-        "\n\nThe robust law refitted with the model axis in each count (N: every parameter, "
+    intro = (
+        "The robust law refitted with the model axis in each count (N: every parameter, "
         "the count the bound is stated in and the headline's; N without the branch's sensor "
         "layer; p basis functions), and the data axis on the smallest error over N per "
-        "(n, seed). Verdicts only on the counts the theorem uses "
-        "(opscale.scaling.sizes).\n\n",
-        1,
+        "(n, seed). Verdicts only on the counts the theorem uses (opscale.scaling.sizes)."
     )
+    return _section(fits, SIZE_TABLE, title, header, _size_cells, intro)
 
 
 def _size_cells(r) -> list:
@@ -289,12 +284,15 @@ def takeaway(parameters: pd.DataFrame, rows: pd.DataFrame, group: str, level: st
     return f"err ≈ {law} ({'; '.join(notes)})"
 
 
-def _section(fits, name: str, title: str, header: list[str], cells) -> str:
-    """A Markdown section: table `name` of fit.nc, one row ``cells(record)`` per record."""
+def _section(fits, name: str, title: str, header: list[str], cells, intro: str = "") -> str:
+    """A Markdown section: table `name` of fit.nc, one row ``cells(record)`` per record,
+    after the paragraph `intro` if one is given."""
     rows = table(fits, name)
     if rows.empty:
         return ""
-    return f"## {title}\n\n" + markdown_table(header, [cells(r) for r in rows.itertuples()])
+    intro = f"{intro}\n\n" if intro else ""
+    body = markdown_table(header, [cells(r) for r in rows.itertuples()])
+    return f"## {title}\n\n{intro}{body}"
 
 
 def _estimates_table(fits) -> str:

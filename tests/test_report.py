@@ -1,6 +1,7 @@
 """The study's pages in the report: fit.html, the landing text, and a real browser on them."""
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -190,3 +191,11 @@ def test_every_format_is_declared_and_one_deleted_file_is_redrawn_alone(reported
     run_snakemake(copy, copy / "study.yaml")
     assert (figures / "fit_curves.svg").read_text().lstrip().startswith("<?xml")
     assert planned_jobs(copy, copy / "study.yaml") == {}
+
+
+def test_the_landing_text_names_the_interactive_page_only_when_it_is_drawn(fits):
+    config = json.loads(fits.attrs["config"])
+    config["figures"] = {**config.get("figures", {}), "interactive": False}
+    off = fits.assign_attrs(config=json.dumps(config))
+    assert "scaling_interactive.html" in page.landing(fits)
+    assert "scaling_interactive.html" not in page.landing(off)

@@ -20,6 +20,7 @@ import xarray as xr
 
 from opscale import cube as cubes
 from opscale import tables
+from opscale.figures import INTERACTIVE, INTERACTIVE_FORMAT
 from opscale.markdown import markdown, takeaway
 
 MODEL_NAMES = {
@@ -75,11 +76,13 @@ def describe_figures(fits: xr.Dataset, study: str) -> str:
         f"Every figure is in results/{study}/figures/: its PNG here, under its category, "
         "and its other formats (``figures.format``: pdf, svg) beside it."
     )
-    if tables.settings(fits).get("scaling", True):
+    config = cubes.study_config(fits)
+    interactive = config.get("figures", {}).get("interactive", True)
+    if tables.settings(fits).get("scaling", True) and interactive:
         text += (
             " The scaling figures error vs n and vs N are also interactive "
-            "(``figures.interactive``): *scaling_interactive.html* under **Scaling** "
-            "(zoom, hover; no network needed)."
+            f"(``figures.interactive``): *{INTERACTIVE}.{INTERACTIVE_FORMAT}* under "
+            "**Scaling** (zoom, hover; no network needed)."
         )
     return text
 

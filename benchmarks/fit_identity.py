@@ -32,13 +32,18 @@ def fit_with(revision: str, cube: Path, out: Path) -> tuple[Path, Path]:
     add = ["git", "worktree", "add", "--detach", str(tree), revision]
     subprocess.run(add, cwd=REPO, check=True)
     try:
-        fit_nc, fit_md = out / f"{revision}.nc", out / f"{revision}.md"
-        env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-        command = [sys.executable, "-c", FIT, str(cube), str(fit_nc), str(fit_md)]
-        subprocess.run(command, cwd=tree, env=env, check=True)
-        return fit_nc, fit_md
+        return fit_in(tree, cube, out, revision)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
+
+
+def fit_in(tree: Path, cube: Path, out: Path, name: str) -> tuple[Path, Path]:
+    """fit.nc and fit.md (``out/<name>.nc``, ``.md``) of `cube` by the opscale of `tree`."""
+    fit_nc, fit_md = out / f"{name}.nc", out / f"{name}.md"
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    command = [sys.executable, "-c", FIT, str(cube), str(fit_nc), str(fit_md)]
+    subprocess.run(command, cwd=tree, env=env, check=True)
+    return fit_nc, fit_md
 
 
 def without_provenance(path: Path) -> xr.Dataset:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import xarray as xr
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit_identity import FIT, REPO, fit_with  # noqa: E402
+from fit_identity import REPO, fit_in, fit_with  # noqa: E402
 
 KEY_COLUMNS = ("group", "law", "term", "axis", "task", "statement", "claim", "size", "a")
 KEY_COLUMNS += ("K_train", "shared", "weight_decay", "k", "d", "m", "init_scale", "model")
@@ -61,15 +60,6 @@ def for_revision(cube: Path, revision: str, out: Path) -> Path:
     copy = out / "cube.nc"
     ds.to_netcdf(copy)
     return copy
-
-
-def fit_here(cube: Path, out: Path) -> Path:
-    """fit.nc of `cube` by this checkout's opscale."""
-    fit_nc, fit_md = out / "here.nc", out / "here.md"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    command = [sys.executable, "-c", FIT, str(cube), str(fit_nc), str(fit_md)]
-    subprocess.run(command, cwd=REPO, env=env, check=True)
-    return fit_nc
 
 
 def verdict_tables(path: Path) -> dict[str, pd.DataFrame]:
@@ -131,7 +121,9 @@ def main() -> int:
                     old.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy(fitted, old)
             sibling = cube.resolve().parent / "fit.nc"
-            new = sibling if sibling.exists() else fit_here(cube.resolve(), Path(tmp))
+            new = (
+                sibling if sibling.exists() else fit_in(REPO, cube.resolve(), Path(tmp), "here")[0]
+            )
             print(f"\n## {study}\n{compare(old, new, args.revision)}", flush=True)
     return 0
 

@@ -52,10 +52,6 @@ from opscale.tables import confidence_label, markdown_table, table
 NAME = "calibration"
 SHRINKAGE_MARGIN = 0.98  # paired ratio below this: better than least squares on its draw
 APPROACH = 1.1  # paired ratio at the largest n at most this: it has approached it
-RISK_COLUMNS = {"n", "size", "trained", "trained_low", "trained_high", "ls_empirical"}
-RISK_COLUMNS |= {"paired", "paired_low", "paired_high", "least_squares", "b", "noise", "ratio"}
-RATE_COLUMNS = {"exponent", "exponent_low", "exponent_high", "closed_form", "n_from", "n_to"}
-RATE_COLUMNS |= {"seeds"}
 VARIABLES = ("test_rel_mse", "ls_test_rel_mse", "status")
 SETTINGS = {"b": "problem.inputs.modes", "noise": "problem.noise"}
 
@@ -66,7 +62,7 @@ def analyse(cube: xr.Dataset, settings: dict) -> dict[str, pd.DataFrame]:
     groups = [g for g in grouping_axes(cube) if g in frame]
     risk = risk_table(frame, groups)
     rate = rate_table(frame, groups, settings["confidence"])
-    return {"risk": risk, "rate": rate, "theory": theory_table(risk, rate, groups)}
+    return {"risk": risk, "rate": rate, "theory": theory_table(risk, rate)}
 
 
 def member_frame(cube: xr.Dataset) -> pd.DataFrame:
@@ -130,15 +126,16 @@ def risk_table(frame: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
     )
     best = medians.reset_index().sort_values("trained").groupby([*groups, "n"], sort=True).head(1)
     best = best.sort_values([*groups, "n"]).reset_index(drop=True)
-    return best.assign(ratio=best["trained"] / best["least_squares"])
+    return best.assign(ratio=best["trained"] / best["least_squares"], group=_labels(best, groups))
 
 
 def rate_table(frame: pd.DataFrame, groups: list[str], confidence: float) -> pd.DataFrame:
     """Per group: the data exponent of the unsquared excess risk vs the closed form's."""
-    rows = []
-    for key, mine in frame.groupby(groups, sort=False) if groups else [((), frame)]:
-        labels = dict(zip(groups, key if isinstance(key, tuple) else (key,), strict=True))
-        rows.append({**labels, **_rate(mine, confidence)})
+    labels = _labels(frame, groups)
+    rows = [
+        {**mine[groups].iloc[0].to_dict(), "group": label, **_rate(mine, confidence)}
+        for label, mine in frame.groupby(labels, sort=False)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -170,10 +167,11 @@ def _rate(frame: pd.DataFrame, confidence: float) -> dict:
     }
 
 
-def theory_table(risk: pd.DataFrame, rate: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+def theory_table(risk: pd.DataFrame, rate: pd.DataFrame) -> pd.DataFrame:
     """The calibration's statements per group, each with its measured value and verdict."""
-    rows = []
-    for label, mine, exponent in _per_group(risk, rate, groups):
+    rows, rates = [], rate.set_index("group")
+    for label, mine in risk.groupby("group", sort=False):
+        exponent = rates.loc[label]
         above = int((mine["paired"] >= SHRINKAGE_MARGIN).sum())
         last = mine.sort_values("n").iloc[-1]
         inside = exponent["exponent_low"] <= exponent["closed_form"] <= exponent["exponent_high"]
@@ -207,17 +205,6 @@ def theory_table(risk: pd.DataFrame, rate: pd.DataFrame, groups: list[str]) -> p
     return pd.DataFrame(rows)
 
 
-def _per_group(risk: pd.DataFrame, rate: pd.DataFrame, groups: list[str]):
-    """(label, the group's risk rows, its rate row) for every group ("all" if none)."""
-    if not groups:
-        yield "all", risk, rate.iloc[0]
-        return
-    for key, mine in risk.groupby(groups, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        match = (rate[groups] == pd.Series(key, index=groups)).all(axis=1)
-        yield cubes.group_labels(mine.head(1), groups).iloc[0], mine, rate[match].iloc[0]
-
-
 # ---------------------------------------------------------------------------- markdown
 def markdown(fits: xr.Dataset) -> str:
     """fit.md's calibration sections: statements, the risk curve and the rate."""
@@ -231,32 +218,30 @@ def markdown(fits: xr.Dataset) -> str:
         )
     )
     sections.append("### Risk at each n (best model size)\n")
-    labels = _labels(risk, RISK_COLUMNS)
     header = ["group", "n", "model size", "measured (seeds' range)", "least squares, same draws"]
     header += ["closed form", "measured / closed form", "measured / least squares, paired"]
     body = [
-        [label, r.n, r.size, f"{r.trained:.3g} ({r.trained_low:.3g}–{r.trained_high:.3g})"]
+        [r.group, r.n, r.size, f"{r.trained:.3g} ({r.trained_low:.3g}–{r.trained_high:.3g})"]
         + [f"{r.ls_empirical:.3g}", f"{r.least_squares:.3g}", f"{r.ratio:.3g}"]
         + [f"{r.paired:.3g} ({r.paired_low:.3g}–{r.paired_high:.3g})"]
-        for label, r in zip(labels, risk.itertuples(), strict=True)
+        for r in risk.itertuples()
     ]
     sections.append(markdown_table(header, body))
     sections.append("### Rate of the unsquared excess risk\n")
     header = ["group", "n range", f"data exponent [{level} CI]", "closed form's local slope"]
     header.append("seeds")
     body = [
-        [label, f"{r.n_from}–{r.n_to}"]
+        [r.group, f"{r.n_from}–{r.n_to}"]
         + [f"{r.exponent:.3f} [{r.exponent_low:.3f}, {r.exponent_high:.3f}]"]
         + [f"{r.closed_form:.3f}", r.seeds]
-        for label, r in zip(_labels(rate, RATE_COLUMNS), rate.itertuples(), strict=True)
+        for r in rate.itertuples()
     ]
     sections.append(markdown_table(header, body))
     return "\n".join(sections)
 
 
-def _labels(frame: pd.DataFrame, columns: set[str]) -> pd.Series:
-    """Each row's group label: its columns that are not the table's own ("all" if none)."""
-    groups = [c for c in frame.columns if c not in columns]
+def _labels(frame: pd.DataFrame, groups: list[str]) -> pd.Series:
+    """Each row's group label from its grouping columns ("all" if there are none)."""
     return cubes.group_labels(frame, groups) if groups else pd.Series("all", index=frame.index)
 
 
@@ -265,8 +250,7 @@ def calibration_risk(cube: xr.Dataset, fits: xr.Dataset) -> plt.Figure:
     """Measured relative excess risk (best model size) per group and least squares' vs n."""
     risk = table(fits, f"{NAME}_risk")
     figure, ax = plt.subplots(figsize=(5.2, 4))
-    labels = _labels(risk, RISK_COLUMNS)
-    for colour, (label, mine) in enumerate(risk.groupby(labels, sort=False)):
+    for colour, (label, mine) in enumerate(risk.groupby("group", sort=False)):
         style = {"color": f"C{colour}"}
         ax.fill_between(mine.n, mine.trained_low, mine.trained_high, alpha=0.2, **style)
         ax.plot(mine.n, mine.trained, "o-", label=f"{label} (median, seeds' range)", **style)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -312,7 +313,7 @@ LOCKED = (
 @pytest.mark.workflow
 def test_a_second_run_on_a_running_study_is_refused_and_the_first_completes(tmp_path):
     # long enough that the first run still holds its lock when the second has parsed
-    study = tiny_config(train={"steps": 400, "eval_every": 50, "log_every": 50, "lr": 0.003})
+    study = tiny_config(train={"steps": 8000, "eval_every": 50, "log_every": 50, "lr": 0.003})
     config = write_config(tmp_path / "study.yaml", study)
     first = subprocess.Popen(
         snakemake_command(tmp_path, config, TARGET),
@@ -323,9 +324,12 @@ def test_a_second_run_on_a_running_study_is_refused_and_the_first_completes(tmp_
     locks = tmp_path / ".snakemake" / "locks"
     while first.poll() is None and not (locks.is_dir() and any(locks.iterdir())):
         time.sleep(0.05)
-    second = run_snakemake(tmp_path, config, TARGET, check=False)
-    dry = run_snakemake(tmp_path, config, TARGET, "--dry-run", check=False)  # takes no lock
-    running = first.poll() is None
+    # the dry run (it takes no lock) beside the second: each pays Snakemake's start-up
+    with ThreadPoolExecutor(2) as pool:
+        dry_run = pool.submit(run_snakemake, tmp_path, config, TARGET, "--dry-run", check=False)
+        second = run_snakemake(tmp_path, config, TARGET, check=False)
+        running = first.poll() is None
+        dry = dry_run.result()
     output, _ = first.communicate(timeout=600)
     assert running, f"the first run ended before the second was refused:\n{output}"
     assert second.returncode != 0
